@@ -1,0 +1,126 @@
+//! Application::build(config) / port() / run_until_stopped(); `create_app` is the one place
+//! routes, static assets and middleware are wired.
+
+use std::{net::TcpListener, sync::Arc};
+
+use actix_web::{
+    App, HttpResponse, HttpServer,
+    body::MessageBody,
+    dev::{Server, ServiceRequest, ServiceResponse},
+    middleware::{Next, from_fn},
+    web,
+};
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    config::Config,
+    files::model::Storage,
+    security::RequestPolicy,
+    worker::{Runtime, queue::Queue, registry::Registry},
+};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub config: Arc<Config>,
+    pub registry: Arc<Registry>,
+    pub runtime: Runtime,
+    pub storage: Storage,
+}
+
+impl AppState {
+    /// Creates the data dir layout, connects, migrates.
+    pub async fn open(config: Config) -> anyhow::Result<AppState> {
+        for dir in [config.data_dir.clone(), config.files_root().join("JOBS"), config.spectra_root()] {
+            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        }
+        let db = crate::db::connect(&config.database_url()).await?;
+        let registry = Arc::new(Registry::new());
+        let runtime = Runtime::new(&config, Queue::new(db.clone()), registry.clone())?;
+        let storage = Storage::open(&config.files_root())?;
+        Ok(AppState { db, config: Arc::new(config), registry, runtime, storage })
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let state = AppState::open(config).await?;
+        let bind = state.config.server.bind.clone();
+        let listener = TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        let port = listener.local_addr()?.port();
+        let policy = Arc::new(RequestPolicy::new(&bind, &state.config.server.allowed_hosts));
+        let server_state = state.clone();
+        let server = HttpServer::new(move || create_app(server_state.clone(), policy.clone()))
+            .listen(listener)?
+            .workers(std::thread::available_parallelism().map_or(2, |n| n.get()).min(8))
+            .run();
+        Ok(Application { port, server, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves HTTP and runs `worker.concurrency` in-process workers until the server stops.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let _workers = self.state.runtime.spawn(self.state.config.worker.concurrency);
+        self.server.await
+    }
+}
+
+pub fn create_app(
+    state: AppState,
+    policy: Arc<RequestPolicy>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let json_limit = state.config.server.json_limit;
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(web::Data::from(policy))
+        .app_data(crate::error::json_config(json_limit))
+        .app_data(crate::error::query_config())
+        .app_data(crate::error::path_config())
+        .wrap(from_fn(guard))
+        .service(
+            web::scope("/api")
+                .configure(crate::jobs::routes::configure)
+                .configure(crate::files::routes::configure)
+                .route("/openapi.json", web::get().to(crate::openapi::document))
+                .route("/docs", web::get().to(crate::openapi::docs_page))
+                .default_service(web::to(|| async {
+                    actix_web::ResponseError::error_response(&crate::error::ApiError::NotFound("no such API endpoint".into()))
+                })),
+        )
+        .route("/static/{path:.*}", web::get().to(crate::assets::serve))
+        .configure(crate::jobs::pages::configure)
+}
+
+/// SPEC §10: refuse foreign Host headers (DNS rebinding) and cross-site state changes.
+async fn guard(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let verdict = req.app_data::<web::Data<RequestPolicy>>().and_then(|p| p.check(req.request()));
+    match verdict {
+        Some((status, message)) => {
+            let resp = HttpResponse::build(status).json(serde_json::json!({ "code": "forbidden", "message": message, "detail": message }));
+            Ok(req.into_response(resp).map_into_right_body())
+        }
+        None => Ok(next.call(req).await?.map_into_left_body()),
+    }
+}

@@ -1,0 +1,194 @@
+//! `mljm jobs list|show|create|run|abort|log`: the REST API as one-liners. Tables for people,
+//! `--json` for scripts; data on stdout, errors on stderr.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use crate::jobs::model::{JobPage, JobView};
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    /// Server to talk to.
+    #[arg(long, env = "MLJM_SERVER", default_value = "http://127.0.0.1:8000", global = true)]
+    pub server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// Jobs, newest first.
+    List {
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        #[arg(long)]
+        phase: Option<String>,
+        #[arg(long = "type")]
+        job_type: Option<String>,
+    },
+    /// One job in full.
+    Show { job_id: String },
+    /// Create a job (and run it with --run).
+    Create {
+        #[arg(long = "type")]
+        job_type: String,
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// JSON config file, or - for standard input.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        run: bool,
+    },
+    /// Queue a PENDING job.
+    Run { job_id: String },
+    /// Stop a queued or running job.
+    Abort { job_id: String },
+    /// Print the job log; --follow keeps printing until the job ends.
+    Log {
+        job_id: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let resp = req.send().await.map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", self.base))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let msg = body.get("message").and_then(Value::as_str).unwrap_or("(no message)");
+        anyhow::bail!("{status}: {msg}")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api{path}", self.base.trim_end_matches('/'))
+    }
+
+    async fn job(&self, req: reqwest::RequestBuilder) -> anyhow::Result<JobView> {
+        Ok(self.send(req).await?.json().await?)
+    }
+}
+
+pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
+    let c = Client { http: reqwest::Client::new(), base: args.server.clone() };
+    let print_job = |job: &JobView| -> anyhow::Result<()> {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(job)?);
+        } else {
+            print_details(job);
+        }
+        Ok(())
+    };
+    match args.command {
+        JobsCommand::List { offset, limit, phase, job_type } => {
+            let mut q = vec![("offset", offset.to_string()), ("limit", limit.to_string())];
+            q.extend(phase.map(|p| ("phase", p)));
+            q.extend(job_type.map(|t| ("type", t)));
+            let page: JobPage = c.send(c.http.get(c.url("/jobs/")).query(&q)).await?.json().await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&page)?);
+            } else {
+                print_table(&page);
+            }
+        }
+        JobsCommand::Show { job_id } => print_job(&c.job(c.http.get(c.url(&format!("/jobs/{job_id}")))).await?)?,
+        JobsCommand::Create { job_type, label, description, config, run } => {
+            let config: Option<Value> = match config {
+                None => None,
+                Some(p) => {
+                    let text = if p.as_os_str() == "-" {
+                        std::io::read_to_string(std::io::stdin())?
+                    } else {
+                        std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?
+                    };
+                    Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("the config is not JSON: {e}"))?)
+                }
+            };
+            let body = json!({ "type": job_type, "label": label, "description": description, "config": config });
+            let mut job = c.job(c.http.post(c.url("/jobs/")).json(&body)).await?;
+            if run {
+                job = c.job(c.http.post(c.url(&format!("/jobs/{}/process/RUN", job.job_id)))).await?;
+            }
+            print_job(&job)?;
+        }
+        JobsCommand::Run { job_id } => print_job(&c.job(c.http.post(c.url(&format!("/jobs/{job_id}/process/RUN")))).await?)?,
+        JobsCommand::Abort { job_id } => {
+            print_job(&c.job(c.http.post(c.url(&format!("/jobs/{job_id}/process/ABORT")))).await?)?
+        }
+        JobsCommand::Log { job_id, follow } => follow_log(&c, &job_id, follow).await?,
+    }
+    Ok(())
+}
+
+async fn follow_log(c: &Client, job_id: &str, follow: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut offset = 0u64;
+    loop {
+        let resp = c.send(c.http.get(c.url(&format!("/jobs/{job_id}/log"))).query(&[("offset", offset)])).await?;
+        let bytes = resp.bytes().await?;
+        offset += bytes.len() as u64;
+        std::io::stdout().write_all(&bytes)?;
+        std::io::stdout().flush()?;
+        if !follow {
+            return Ok(());
+        }
+        let job = c.job(c.http.get(c.url(&format!("/jobs/{job_id}")))).await?;
+        if job.phase.is_terminal() && bytes.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn print_table(page: &JobPage) {
+    println!("{:<36}  {:<24}  {:<18}  {:<10}  {:<19}  {:>9}", "JOB_ID", "LABEL", "TYPE", "PHASE", "CREATED", "DURATION");
+    for j in &page.jobs {
+        let label: String = j.label.chars().take(24).collect();
+        let duration = j.execution_duration.map(|d| format!("{d:.1} s")).unwrap_or_default();
+        println!(
+            "{:<36}  {:<24}  {:<18}  {:<10}  {:<19}  {:>9}",
+            j.job_id,
+            label,
+            j.job_type,
+            j.phase,
+            j.created_at.format("%Y-%m-%d %H:%M:%S"),
+            duration
+        );
+    }
+    eprintln!("{} of {} job(s), from offset {}", page.jobs.len(), page.total, page.offset);
+}
+
+fn print_details(j: &JobView) {
+    let t = |d: Option<chrono::DateTime<chrono::Utc>>| d.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into());
+    println!("job_id:      {}", j.job_id);
+    println!("type:        {}", j.job_type);
+    println!("label:       {}", j.label);
+    println!("description: {}", j.description.as_deref().unwrap_or("-"));
+    println!("phase:       {}", j.phase);
+    println!("dir_path:    {}", j.dir_path);
+    println!("created_at:  {}", j.created_at.to_rfc3339());
+    println!("started_at:  {}", t(j.started_at));
+    println!("ended_at:    {}", t(j.ended_at));
+    println!("duration:    {}", j.execution_duration.map(|d| format!("{d:.3} s")).unwrap_or_else(|| "-".into()));
+    if let Some(e) = &j.error {
+        println!("error:       {e}");
+    }
+}

@@ -1,0 +1,241 @@
+//! One typed configuration: defaults < `config.toml` < `MLJM_*` environment < command-line flags.
+//! Every key is optional; the repository's `config.toml` documents each one with its default.
+
+use std::path::{Path, PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Everything the server keeps: the SQLite file, `files/`, `spectra/`.
+    pub data_dir: PathBuf,
+    /// Empty: SQLite file `mljm.sqlite` inside the data dir. Or `postgres://…`.
+    pub database_url: String,
+    pub server: ServerConfig,
+    pub files: FilesConfig,
+    pub worker: WorkerConfig,
+    pub gpu: GpuConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    /// Host names accepted besides the bind address and `localhost` (DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
+    /// Largest JSON body, bytes.
+    pub json_limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// Largest upload, bytes.
+    pub upload_limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Jobs this process runs at once (`--workers`); 0 = API only.
+    pub concurrency: usize,
+    /// Job types this process accepts; empty = every registered type.
+    pub accept: Vec<String>,
+    /// Seconds between heartbeats of a running job.
+    pub heartbeat_s: f64,
+    /// A PROCESSING job whose heartbeat is older than this is "worker lost".
+    pub lost_after_s: f64,
+    /// Seconds between queue polls when no wake-up arrives (other processes on SQLite).
+    pub poll_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GpuConfig {
+    /// GPU jobs running at once on this host.
+    pub slots: usize,
+    /// "auto" | "cpu" | "cuda:N".
+    pub device: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./mljm-data"),
+            database_url: String::new(),
+            server: ServerConfig::default(),
+            files: FilesConfig::default(),
+            worker: WorkerConfig::default(),
+            gpu: GpuConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { bind: "127.0.0.1:8000".into(), allowed_hosts: Vec::new(), json_limit: 1 << 20 }
+    }
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self { upload_limit: 4 << 30 }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { concurrency: 2, accept: Vec::new(), heartbeat_s: 2.0, lost_after_s: 30.0, poll_s: 1.0 }
+    }
+}
+
+impl Default for GpuConfig {
+    fn default() -> Self {
+        Self { slots: 1, device: "auto".into() }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept: Option<Vec<String>>,
+}
+
+/// `MLJM_*` variables that are not configuration keys (read by the CLI client and the tests).
+const NON_CONFIG_VARS: &[&str] = &["MLJM_SERVER", "MLJM_CONFIG", "MLJM_TEST_DATABASE_URL", "MLJM_LOG"];
+
+/// The flat names of the four flags, and `A__B` for any nested key.
+fn env_key(var: &str) -> String {
+    match var.to_ascii_lowercase().as_str() {
+        "bind" => "server.bind".into(),
+        "workers" => "worker.concurrency".into(),
+        other => other.replace("__", "."),
+    }
+}
+
+impl Config {
+    /// Loads the layers. `file` is read when it exists; a missing explicit file is an error.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => anyhow::bail!("config file {} does not exist", path.display()),
+            Some(path) => fig = fig.merge(Toml::file(path)),
+            None if Path::new("config.toml").exists() => fig = fig.merge(Toml::file("config.toml")),
+            None => {}
+        }
+        let env = Env::prefixed("MLJM_")
+            .filter(|k| !NON_CONFIG_VARS.contains(&format!("MLJM_{}", k.as_str().to_ascii_uppercase()).as_str()))
+            .map(|k| env_key(k.as_str()).into());
+        fig = fig.merge(env);
+        let mut flags = serde_json::Map::new();
+        if let Some(d) = &overrides.data_dir {
+            flags.insert("data_dir".into(), serde_json::json!(d));
+        }
+        if let Some(u) = &overrides.database_url {
+            flags.insert("database_url".into(), serde_json::json!(u));
+        }
+        if let Some(b) = &overrides.bind {
+            flags.insert("server".into(), serde_json::json!({ "bind": b }));
+        }
+        let mut worker = serde_json::Map::new();
+        if let Some(w) = overrides.workers {
+            worker.insert("concurrency".into(), w.into());
+        }
+        if let Some(a) = &overrides.accept {
+            worker.insert("accept".into(), serde_json::json!(a));
+        }
+        if !worker.is_empty() {
+            flags.insert("worker".into(), worker.into());
+        }
+        fig = fig.merge(Serialized::defaults(serde_json::Value::Object(flags)));
+        let config: Config = fig.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let w = &self.worker;
+        if !(w.heartbeat_s > 0.0 && w.lost_after_s > w.heartbeat_s && w.poll_s > 0.0) {
+            anyhow::bail!(
+                "configuration: worker.heartbeat_s ({}) must be > 0 and below worker.lost_after_s ({}); worker.poll_s ({}) > 0",
+                w.heartbeat_s, w.lost_after_s, w.poll_s
+            );
+        }
+        if self.gpu.slots == 0 {
+            anyhow::bail!("configuration: gpu.slots must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn files_root(&self) -> PathBuf {
+        self.data_dir.join("files")
+    }
+
+    pub fn spectra_root(&self) -> PathBuf {
+        self.data_dir.join("spectra")
+    }
+
+    pub fn database_url(&self) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}?mode=rwc", self.data_dir.join("mljm.sqlite").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_config_toml_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let parsed: Config = Figment::new().merge(Toml::file(path)).extract().expect("config.toml parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn env_names_map_to_nested_keys() {
+        assert_eq!(env_key("BIND"), "server.bind");
+        assert_eq!(env_key("WORKERS"), "worker.concurrency");
+        assert_eq!(env_key("GPU__SLOTS"), "gpu.slots");
+        assert_eq!(env_key("DATA_DIR"), "data_dir");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("mljm-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[server]\nbind = \"127.0.0.1:9\"\n[gpu]\nslots = 3\n").unwrap();
+        let o = Overrides { bind: Some("127.0.0.1:7".into()), ..Default::default() };
+        let c = Config::load(Some(&file), &o).unwrap();
+        assert_eq!(c.server.bind, "127.0.0.1:7");
+        assert_eq!(c.gpu.slots, 3);
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("mljm-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[gpu]\nslotz = 3\n").unwrap();
+        let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("slotz"), "{err}");
+    }
+}

@@ -1,0 +1,6 @@
+//! User storage rooted at `files/`: listing, streamed uploads, Range downloads, directories.
+//! Every path goes through `model::Storage`, the one place that keeps it inside the root.
+
+pub mod model;
+pub mod routes;
+pub mod service;

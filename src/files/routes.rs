@@ -1,0 +1,144 @@
+//! `/api/files` handlers. Uploads stream to a temporary file beside the target and are
+//! renamed into place only when complete and within `files.upload_limit`.
+
+use actix_multipart::Multipart;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::service;
+use crate::{app::AppState, error::ApiError};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(["/files", "/files/"]).route(web::get().to(list)))
+        .service(
+            web::resource("/files/directories/{dirname}")
+                .route(web::post().to(make_dir))
+                .route(web::delete().to(remove_dir)),
+        )
+        .service(web::resource("/files/{filename}/upload").route(web::post().to(upload)))
+        .service(web::resource("/files/{filename}/download").route(web::get().to(download)))
+        .service(web::resource("/files/{filename}").route(web::delete().to(delete)));
+}
+
+#[derive(Deserialize)]
+struct Parent {
+    #[serde(default = "root")]
+    parent_dir_path: String,
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+async fn list(state: web::Data<AppState>, q: web::Query<Parent>) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(service::list(&state.storage, &q.parent_dir_path)?))
+}
+
+async fn delete(state: web::Data<AppState>, name: web::Path<String>, q: web::Query<Parent>) -> Result<HttpResponse> {
+    service::delete_file(&state.storage, &q.parent_dir_path, &name)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn make_dir(state: web::Data<AppState>, name: web::Path<String>, q: web::Query<Parent>) -> Result<HttpResponse> {
+    let path = service::make_dir(&state.storage, &q.parent_dir_path, &name)?;
+    Ok(HttpResponse::Created().json(json!({ "dirname": *name, "path": path })))
+}
+
+async fn remove_dir(state: web::Data<AppState>, name: web::Path<String>, q: web::Query<Parent>) -> Result<HttpResponse> {
+    service::remove_dir(&state.storage, &q.parent_dir_path, &name)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn download(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    q: web::Query<Parent>,
+) -> Result<HttpResponse> {
+    let path = service::existing_file(&state.storage, &q.parent_dir_path, &name)?;
+    let file = actix_files::NamedFile::open_async(&path).await?.set_content_disposition(
+        actix_web::http::header::ContentDisposition {
+            disposition: actix_web::http::header::DispositionType::Attachment,
+            parameters: vec![actix_web::http::header::DispositionParam::Filename(name.to_string())],
+        },
+    );
+    Ok(file.into_response(&req))
+}
+
+async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    q: web::Query<Parent>,
+    mut form: Multipart,
+) -> Result<HttpResponse> {
+    let limit = state.config.files.upload_limit;
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit + 64 * 1024) {
+        return Err(too_large(limit));
+    }
+    let target = state.storage.entry(&q.parent_dir_path, &name)?;
+    if target.is_dir() {
+        return Err(ApiError::Conflict(format!("{name} is a directory")));
+    }
+    let dir = target.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| state.storage.root().to_path_buf());
+    tokio::fs::create_dir_all(&dir).await?;
+    let tmp = dir.join(format!(".upload-{}", uuid::Uuid::new_v4()));
+    let result = receive(&mut form, &tmp, limit).await;
+    match result {
+        Ok(Some(size)) => {
+            tokio::fs::rename(&tmp, &target).await?;
+            Ok(HttpResponse::Created().json(json!({
+                "filename": *name,
+                "size": size,
+                "parent_dir_path": super::model::display(&super::model::normalize(&q.parent_dir_path)?),
+            })))
+        }
+        Ok(None) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(ApiError::invalid("file", "the form has no file part"))
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(e)
+        }
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::TooLarge(format!("upload larger than the limit of {limit} bytes (files.upload_limit)"))
+}
+
+/// Streams the first file part into `tmp`; `None` when the form has none.
+async fn receive(form: &mut Multipart, tmp: &std::path::Path, limit: u64) -> Result<Option<u64>> {
+    while let Some(field) = form.next().await {
+        let mut field = field.map_err(|e| ApiError::invalid("file", format!("bad multipart body: {e}")))?;
+        let is_file = field.content_disposition().and_then(|cd| cd.get_filename()).is_some();
+        if !is_file {
+            while field.next().await.is_some() {}
+            continue;
+        }
+        let mut out = tokio::fs::File::create(tmp).await?;
+        let mut size = 0u64;
+        while let Some(chunk) = field.next().await {
+            let chunk = chunk.map_err(|e| ApiError::invalid("file", format!("upload interrupted: {e}")))?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(too_large(limit));
+            }
+            out.write_all(&chunk).await?;
+        }
+        out.flush().await?;
+        out.sync_all().await?;
+        return Ok(Some(size));
+    }
+    Ok(None)
+}

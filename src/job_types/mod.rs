@@ -1,0 +1,3 @@
+//! One module per job type; each is registered once in `worker::registry::Registry::new`.
+
+pub mod script;

@@ -1,0 +1,256 @@
+//! Job operations shared by the JSON API, the pages and the CLI: create, read, edit, delete,
+//! RUN, ABORT, end, list and log. Phase rules come from `model.rs`; queue writes are
+//! compare-and-set so a late or concurrent writer never overwrites a newer state.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::model::{Action, Description, JobPage, JobView, Label, Phase, job_dir_path};
+use crate::{
+    app::AppState,
+    db::entities::job::{self, Column as C},
+    error::ApiError,
+    worker::queue::{compare_and_set, phase_value},
+};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewJob {
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub label: String,
+    pub description: Option<String>,
+    pub config: Option<Value>,
+    #[serde(default)]
+    pub parent_job_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct JobEdit {
+    pub label: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListQuery {
+    pub offset: Option<u64>,
+    pub limit: Option<u64>,
+    pub phase: Option<String>,
+    #[serde(rename = "type")]
+    pub job_type: Option<String>,
+}
+
+pub const MAX_LIMIT: u64 = 1000;
+
+pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> {
+    if state.registry.get(&new.job_type).is_none() {
+        return Err(state.registry.unknown(&new.job_type));
+    }
+    let label = Label::parse(&new.label)?;
+    let description = new.description.as_deref().map(Description::parse).transpose()?.map(Description::into_inner);
+    if let Some(cfg) = &new.config {
+        state.registry.check(&new.job_type, cfg)?;
+    }
+    if let Some(parent) = new.parent_job_id {
+        find(state, parent).await.map_err(|_| ApiError::invalid("parent_job_id", format!("no job {parent}")))?;
+    }
+    let id = Uuid::new_v4();
+    let dir_path = job_dir_path(&label, id);
+    let dir = state.runtime.job_dir(&dir_path);
+    std::fs::create_dir_all(&dir)?;
+    if let Some(cfg) = &new.config {
+        write_config(&dir, cfg)?;
+    }
+    let row = job::ActiveModel {
+        job_id: Set(id),
+        job_type: Set(new.job_type),
+        label: Set(label.as_str().to_string()),
+        description: Set(description),
+        phase: Set(Phase::Pending),
+        dir_path: Set(dir_path),
+        config: Set(new.config),
+        error: Set(None),
+        parent_job_id: Set(new.parent_job_id),
+        created_at: Set(Utc::now()),
+        started_at: Set(None),
+        ended_at: Set(None),
+        execution_duration: Set(None),
+        attempt: Set(0),
+        worker_id: Set(None),
+        heartbeat_ms: Set(None),
+    };
+    job::Entity::insert(row).exec(&state.db).await?;
+    get(state, id).await
+}
+
+fn write_config(dir: &std::path::Path, cfg: &Value) -> Result<(), ApiError> {
+    let text = serde_json::to_vec_pretty(cfg).map_err(anyhow::Error::from)?;
+    std::fs::write(dir.join("config.json"), text)?;
+    Ok(())
+}
+
+async fn find(state: &AppState, id: Uuid) -> Result<job::Model, ApiError> {
+    job::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+}
+
+pub async fn get(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
+    Ok(find(state, id).await?.into())
+}
+
+pub async fn edit(state: &AppState, id: Uuid, edit: JobEdit) -> Result<JobView, ApiError> {
+    let mut update = job::Entity::update_many().filter(C::JobId.eq(id));
+    let mut changed = false;
+    if let Some(l) = &edit.label {
+        update = update.col_expr(C::Label, Expr::value(Label::parse(l)?.as_str()));
+        changed = true;
+    }
+    if let Some(d) = &edit.description {
+        update = update.col_expr(C::Description, Expr::value(Description::parse(d)?.into_inner()));
+        changed = true;
+    }
+    find(state, id).await?;
+    if changed {
+        update.exec(&state.db).await?;
+    }
+    get(state, id).await
+}
+
+pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+    let job = find(state, id).await?;
+    if job.phase.is_active() {
+        return Err(ApiError::Conflict(format!("cannot delete a job in phase {}: ABORT it first", job.phase)));
+    }
+    let removed = job::Entity::delete_many()
+        .filter(C::JobId.eq(id))
+        .filter(C::Phase.is_not_in([Phase::Queued, Phase::Processing]))
+        .exec(&state.db)
+        .await?;
+    if removed.rows_affected == 0 {
+        return Err(ApiError::Conflict("the job was started meanwhile: ABORT it first".into()));
+    }
+    let dir = state.runtime.job_dir(&job.dir_path);
+    if let Err(e) = std::fs::remove_dir_all(&dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("job {id} deleted, but its directory {} stays: {e}", dir.display());
+    }
+    Ok(())
+}
+
+/// PENDING → QUEUED, after checking the config again; wakes the workers.
+pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
+    let job = find(state, id).await?;
+    job.phase.transition(Action::Run)?;
+    let config = job.config.as_ref().ok_or_else(|| ApiError::invalid("config", "the job has no config to run"))?;
+    state.registry.check(&job.job_type, config)?;
+    write_config(&state.runtime.job_dir(&job.dir_path), config)?;
+    let won = compare_and_set(&state.db, id, Phase::Pending, None, vec![(C::Phase, phase_value(Phase::Queued))]).await?;
+    if !won {
+        let now = find(state, id).await?;
+        return Err(now.phase.transition(Action::Run).err().map(ApiError::from).unwrap_or_else(|| {
+            ApiError::Conflict("the job changed meanwhile; try again".into())
+        }));
+    }
+    state.runtime.queue.enqueued().await;
+    get(state, id).await
+}
+
+/// QUEUED or PROCESSING → ABORTED. A running job is stopped by its worker's watcher.
+pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
+    loop {
+        let job = find(state, id).await?;
+        job.phase.transition(Action::Abort)?;
+        let ended = Utc::now();
+        let duration = job.started_at.map(|s| (ended - s).num_milliseconds() as f64 / 1000.0);
+        let changes = vec![
+            (C::Phase, phase_value(Phase::Aborted)),
+            (C::EndedAt, Expr::value(ended)),
+            (C::ExecutionDuration, Expr::value(duration)),
+        ];
+        if compare_and_set(&state.db, id, job.phase, None, changes).await? {
+            return get(state, id).await;
+        }
+        // Claimed or finished between the read and the write: decide again on the new phase.
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct EndTimes {
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+}
+
+/// An external runner reports the end of a PROCESSING job (the original's `/end/…`).
+pub async fn end(state: &AppState, id: Uuid, action: Action, times: EndTimes) -> Result<JobView, ApiError> {
+    if times.ended_at < times.started_at {
+        return Err(ApiError::invalid("ended_at", "ended_at is before started_at"));
+    }
+    let job = find(state, id).await?;
+    let to = job.phase.transition(action)?;
+    let duration = (times.ended_at - times.started_at).num_milliseconds() as f64 / 1000.0;
+    let won = compare_and_set(
+        &state.db,
+        id,
+        job.phase,
+        Some(job.attempt),
+        vec![
+            (C::Phase, phase_value(to)),
+            (C::StartedAt, Expr::value(times.started_at)),
+            (C::EndedAt, Expr::value(times.ended_at)),
+            (C::ExecutionDuration, Expr::value(duration)),
+        ],
+    )
+    .await?;
+    if !won {
+        return Err(ApiError::Conflict("the job changed meanwhile; read it again".into()));
+    }
+    get(state, id).await
+}
+
+pub async fn list(state: &AppState, q: ListQuery) -> Result<JobPage, ApiError> {
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(10);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::invalid("limit", format!("limit must be between 1 and {MAX_LIMIT} (got {limit})")));
+    }
+    let mut select = job::Entity::find();
+    if let Some(p) = q.phase.as_deref().filter(|p| !p.is_empty()) {
+        let phase = Phase::parse(p).ok_or_else(|| {
+            ApiError::invalid("phase", format!("unknown phase {p:?}; one of {}", Phase::ALL.map(|p| p.as_str()).join(", ")))
+        })?;
+        select = select.filter(C::Phase.eq(phase));
+    }
+    if let Some(t) = q.job_type.as_deref().filter(|t| !t.is_empty()) {
+        select = select.filter(C::JobType.eq(t));
+    }
+    let total = select.clone().count(&state.db).await?;
+    let rows = select
+        .order_by_desc(C::CreatedAt)
+        .order_by_desc(C::JobId)
+        .offset(offset)
+        .limit(limit)
+        .all(&state.db)
+        .await?;
+    Ok(JobPage { total, offset, limit, jobs: rows.into_iter().map(JobView::from).collect() })
+}
+
+/// The job log from byte `offset` (empty when the job has not written one yet).
+pub async fn log(state: &AppState, id: Uuid, offset: u64) -> Result<Vec<u8>, ApiError> {
+    let job = find(state, id).await?;
+    let path = state.runtime.job_dir(&job.dir_path).join("log.txt");
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    f.seek(SeekFrom::Start(offset))?;
+    let mut out = Vec::new();
+    f.take(8 << 20).read_to_end(&mut out)?;
+    Ok(out)
+}

@@ -1,0 +1,16 @@
+//! mljm: machine-learning jobs over archives of astronomical spectra, with a human in the loop.
+//! One binary: JSON API, htmx pages, a job queue on the database and in-process workers.
+
+pub mod app;
+pub mod assets;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod files;
+pub mod job_types;
+pub mod jobs;
+pub mod openapi;
+pub mod science;
+pub mod security;
+pub mod worker;

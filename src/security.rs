@@ -1,0 +1,97 @@
+//! SPEC §10 request checks: the Host header must name this server (421 otherwise), and a
+//! state-changing request from another site (Origin or Sec-Fetch-Site) is refused with 403.
+
+use std::net::IpAddr;
+
+use actix_web::{HttpRequest, http::StatusCode};
+
+pub struct RequestPolicy {
+    /// `None` when bound to 0.0.0.0 / [::]: any IP literal names this server then.
+    bind_ip: Option<IpAddr>,
+    allowed_hosts: Vec<String>,
+}
+
+/// The host part of a `Host` header or URL authority, lowercased, without port.
+fn host_part(authority: &str) -> String {
+    let a = authority.trim().to_ascii_lowercase();
+    let host = if let Some(rest) = a.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default().to_string()
+    } else {
+        match a.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h.to_string(),
+            _ => a,
+        }
+    };
+    host.trim_end_matches('.').to_string()
+}
+
+impl RequestPolicy {
+    pub fn new(bind: &str, allowed_hosts: &[String]) -> RequestPolicy {
+        let ip = host_part(bind).parse::<IpAddr>().ok();
+        RequestPolicy {
+            bind_ip: ip.filter(|ip| !ip.is_unspecified()),
+            allowed_hosts: allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    pub fn host_allowed(&self, host_header: &str) -> bool {
+        let host = host_part(host_header);
+        if host == "localhost" || self.allowed_hosts.contains(&host) {
+            return true;
+        }
+        match (host.parse::<IpAddr>(), self.bind_ip) {
+            (Ok(ip), Some(bound)) => ip == bound || (ip.is_loopback() && bound.is_loopback()),
+            (Ok(_), None) => true,
+            (Err(_), _) => false,
+        }
+    }
+
+    /// `Some((status, reason))` when the request must be refused.
+    pub fn check(&self, req: &HttpRequest) -> Option<(StatusCode, String)> {
+        let headers = req.headers();
+        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+        if !host.is_empty() && !self.host_allowed(host) {
+            return Some((
+                StatusCode::MISDIRECTED_REQUEST,
+                format!("host {host:?} is not served here; add it to server.allowed_hosts"),
+            ));
+        }
+        if req.method().is_safe() {
+            return None;
+        }
+        if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+            return Some((StatusCode::FORBIDDEN, "cross-site requests may not change anything here".into()));
+        }
+        if let Some(origin) = headers.get("origin") {
+            let origin = origin.to_str().unwrap_or("null");
+            let authority = origin.split_once("://").map(|(_, a)| a.trim_end_matches('/'));
+            if authority.is_none_or(|a| !a.eq_ignore_ascii_case(host)) {
+                return Some((StatusCode::FORBIDDEN, format!("requests from {origin} may not change anything here")));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebinding_host_name_is_refused() {
+        let p = RequestPolicy::new("127.0.0.1:8000", &[]);
+        assert!(!p.host_allowed("evil.example:8000"));
+        assert!(p.host_allowed("localhost:8000"));
+        assert!(p.host_allowed("127.0.0.1:8000"));
+        assert!(!p.host_allowed("10.0.0.1:8000"));
+    }
+
+    #[test]
+    fn allowed_hosts_and_any_ip_when_bound_to_all() {
+        let p = RequestPolicy::new("0.0.0.0:8000", &["Lab.Example".into()]);
+        assert!(p.host_allowed("lab.example"));
+        assert!(p.host_allowed("192.168.1.5:8000"));
+        assert!(p.host_allowed("[::1]:8000"));
+        assert!(!p.host_allowed("other.example"));
+    }
+}

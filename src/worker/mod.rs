@@ -1,0 +1,318 @@
+//! In-process workers: claim a job from the queue, run it through the registry on its own
+//! task, heartbeat while it runs, stop it when its row leaves PROCESSING (ABORT), and write
+//! its terminal phase. A reaper ends jobs whose worker died. GPU jobs hold a semaphore slot.
+
+pub mod queue;
+pub mod registry;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+use tokio::{sync::Semaphore, task::JoinSet};
+use uuid::Uuid;
+
+use crate::{
+    config::Config,
+    db::entities::job::{self, Column as C},
+    jobs::model::Phase,
+    science::{Cancel, Progress},
+};
+use queue::{Queue, compare_and_set, now_ms, phase_value};
+use registry::{JobContext, JobLog, Registry};
+
+/// What everything that runs jobs in this process shares.
+#[derive(Clone)]
+pub struct Runtime {
+    pub queue: Queue,
+    pub registry: Arc<Registry>,
+    pub files_root: PathBuf,
+    pub gpu: Arc<Semaphore>,
+    pub worker_id: String,
+    pub heartbeat: Duration,
+    pub lost_after: Duration,
+    pub poll: Duration,
+    pub accept: Vec<&'static str>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Completed,
+    Failed(String),
+    /// The row left PROCESSING under us (ABORT, or the reaper): nothing was written.
+    Superseded,
+}
+
+impl Runtime {
+    pub fn new(config: &Config, queue: Queue, registry: Arc<Registry>) -> anyhow::Result<Runtime> {
+        let mut accept = Vec::new();
+        for name in &config.worker.accept {
+            match registry.names().into_iter().find(|n| n == name) {
+                Some(n) => accept.push(n),
+                None => anyhow::bail!("worker.accept names unknown job type {name:?}; known: {}", registry.names().join(", ")),
+            }
+        }
+        if accept.is_empty() {
+            accept = registry.names();
+        }
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        Ok(Runtime {
+            queue,
+            registry,
+            files_root: config.files_root(),
+            gpu: Arc::new(Semaphore::new(config.gpu.slots)),
+            worker_id: format!("{}:{}:{}", host.trim(), std::process::id(), &Uuid::new_v4().to_string()[..8]),
+            heartbeat: Duration::from_secs_f64(config.worker.heartbeat_s),
+            lost_after: Duration::from_secs_f64(config.worker.lost_after_s),
+            poll: Duration::from_secs_f64(config.worker.poll_s),
+            accept,
+        })
+    }
+
+    fn db(&self) -> &DatabaseConnection {
+        self.queue.db()
+    }
+
+    /// Starts `concurrency` worker loops and the reaper; they stop when the set is dropped.
+    pub fn spawn(&self, concurrency: usize) -> JoinSet<()> {
+        let mut set = JoinSet::new();
+        self.queue.spawn_listener();
+        let rt = self.clone();
+        set.spawn(async move { rt.reaper_loop().await });
+        if concurrency > 0 {
+            tracing::info!(
+                "worker {} runs up to {concurrency} jobs at once, accepting {} ({} GPU slot(s))",
+                self.worker_id,
+                self.accept.join(", "),
+                self.gpu.available_permits()
+            );
+        }
+        for _ in 0..concurrency {
+            let rt = self.clone();
+            set.spawn(async move { rt.worker_loop().await });
+        }
+        set
+    }
+
+    async fn worker_loop(self) {
+        loop {
+            let woken = self.queue.wake().notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            match self.claim_next().await {
+                Ok(Some((job, permit))) => {
+                    self.run_one(job).await;
+                    drop(permit);
+                    // A finished job frees a slot that a waiting GPU job may need.
+                    self.queue.wake().notify_waiters();
+                }
+                Ok(None) => {
+                    let _ = tokio::time::timeout(self.poll, woken).await;
+                }
+                Err(e) => {
+                    tracing::error!("claiming a job failed: {e}");
+                    tokio::time::sleep(self.poll).await;
+                }
+            }
+        }
+    }
+
+    /// Claims the next job this worker may run now; a GPU job only with a free GPU slot.
+    pub async fn claim_next(&self) -> Result<Option<(job::Model, Option<tokio::sync::OwnedSemaphorePermit>)>, sea_orm::DbErr> {
+        let permit = self.gpu.clone().try_acquire_owned().ok();
+        let types: Vec<&str> = self
+            .accept
+            .iter()
+            .copied()
+            .filter(|t| permit.is_some() || !self.registry.get(t).is_some_and(|jt| jt.needs_gpu()))
+            .collect();
+        let Some(job) = self.queue.claim(&types, &self.worker_id).await? else {
+            return Ok(None);
+        };
+        let needs_gpu = self.registry.get(&job.job_type).is_some_and(|jt| jt.needs_gpu());
+        Ok(Some((job, permit.filter(|_| needs_gpu))))
+    }
+
+    pub fn job_dir(&self, dir_path: &str) -> PathBuf {
+        self.files_root.join(dir_path.trim_start_matches('/'))
+    }
+
+    /// Runs a claimed job to its end and writes its terminal phase (unless superseded).
+    pub async fn run_one(&self, job: job::Model) -> Outcome {
+        let dir = self.job_dir(&job.dir_path);
+        let log = match std::fs::create_dir_all(&dir).and_then(|_| JobLog::open(&dir.join("log.txt"))) {
+            Ok(log) => log,
+            Err(e) => return self.finish(&job, Err(format!("cannot open the job directory {}: {e}", dir.display())), None).await,
+        };
+        log.line(&format!("{} job {} started (attempt {}) on worker {}", job.job_type, job.job_id, job.attempt, self.worker_id));
+        let config = job.config.clone().unwrap_or(serde_json::Value::Null);
+        let unknown = self.registry.unknown_keys(&job.job_type, &config);
+        if !unknown.is_empty() {
+            log.line(&format!("warning: config keys not used by {}: {}", job.job_type, unknown.join(", ")));
+        }
+        let result = match self.registry.get(&job.job_type) {
+            None => Err(format!("this worker has no job type {:?}", job.job_type)),
+            Some(jt) => match jt.validate(&config) {
+                Err(e) => Err(format!("invalid config: {e}")),
+                Ok(()) => {
+                    let cancel = Cancel::new();
+                    let ctx = JobContext {
+                        job_id: job.job_id,
+                        dir,
+                        config,
+                        log: log.clone(),
+                        cancel: cancel.clone(),
+                        progress: Progress::new(),
+                    };
+                    let watcher = tokio::spawn(self.clone().watch(job.job_id, job.attempt, cancel.clone()));
+                    // A panic in the job ends up here as a JoinError, not in the worker.
+                    let joined = tokio::spawn(jt.run(ctx)).await;
+                    watcher.abort();
+                    match joined {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(format!("{e:#}")),
+                        Err(j) if j.is_panic() => Err(format!("the job panicked: {}", panic_message(j.into_panic()))),
+                        Err(j) => Err(format!("the job was cancelled: {j}")),
+                    }
+                }
+            },
+        };
+        self.finish(&job, result, Some(&log)).await
+    }
+
+    async fn finish(&self, job: &job::Model, result: Result<(), String>, log: Option<&JobLog>) -> Outcome {
+        let ended = chrono::Utc::now();
+        let duration = job.started_at.map(|s| (ended - s).num_milliseconds() as f64 / 1000.0);
+        let (phase, error) = match &result {
+            Ok(()) => (Phase::Completed, None),
+            Err(e) => (Phase::Error, Some(e.clone())),
+        };
+        let written = compare_and_set(
+            self.db(),
+            job.job_id,
+            Phase::Processing,
+            Some(job.attempt),
+            vec![
+                (C::Phase, phase_value(phase)),
+                (C::EndedAt, Expr::value(ended)),
+                (C::ExecutionDuration, Expr::value(duration)),
+                (C::Error, Expr::value(error.clone())),
+            ],
+        )
+        .await;
+        let outcome = match written {
+            Ok(true) => match result {
+                Ok(()) => Outcome::Completed,
+                Err(e) => Outcome::Failed(e),
+            },
+            Ok(false) => Outcome::Superseded,
+            Err(e) => {
+                tracing::error!("job {}: cannot record its end: {e}", job.job_id);
+                Outcome::Failed(format!("cannot record the end: {e}"))
+            }
+        };
+        if let Some(log) = log {
+            match &outcome {
+                Outcome::Completed => log.line("COMPLETED"),
+                Outcome::Failed(e) => log.line(&format!("ERROR: {e}")),
+                Outcome::Superseded => log.line("stopped: the job left PROCESSING (aborted, or taken over); result discarded"),
+            }
+        }
+        outcome
+    }
+
+    /// Heartbeats every `heartbeat`, and cancels the job within ~250 ms of its row leaving
+    /// PROCESSING for this attempt (ABORT from any process).
+    async fn watch(self, id: Uuid, attempt: i32, cancel: Cancel) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut last_beat = tokio::time::Instant::now();
+        loop {
+            tick.tick().await;
+            if last_beat.elapsed() >= self.heartbeat {
+                last_beat = tokio::time::Instant::now();
+                let beat = compare_and_set(
+                    self.db(),
+                    id,
+                    Phase::Processing,
+                    Some(attempt),
+                    vec![(C::HeartbeatMs, Expr::value(now_ms()))],
+                )
+                .await;
+                if let Err(e) = beat {
+                    tracing::warn!("job {id}: heartbeat failed: {e}");
+                }
+            }
+            let row: Result<Option<(String, i32)>, _> = job::Entity::find_by_id(id)
+                .select_only()
+                .column(C::Phase)
+                .column(C::Attempt)
+                .into_tuple()
+                .one(self.db())
+                .await;
+            match row {
+                Ok(Some((phase, a))) if phase == Phase::Processing.as_str() && a == attempt => {}
+                Ok(_) => {
+                    cancel.cancel();
+                    return;
+                }
+                Err(e) => tracing::warn!("job {id}: cannot read its phase: {e}"),
+            }
+        }
+    }
+
+    /// Ends (or re-queues, for retry-safe types) PROCESSING jobs whose heartbeat is stale.
+    /// Runs once at start (recovery) and then every third of `lost_after`.
+    async fn reaper_loop(self) {
+        loop {
+            match self.reap().await {
+                Ok(n) if n > 0 => tracing::warn!("reaper: {n} job(s) had lost their worker"),
+                Ok(_) => {}
+                Err(e) => tracing::error!("reaper failed: {e}"),
+            }
+            tokio::time::sleep(self.lost_after / 3).await;
+        }
+    }
+
+    pub async fn reap(&self) -> Result<usize, sea_orm::DbErr> {
+        let cutoff = now_ms() - self.lost_after.as_millis() as i64;
+        let stale = job::Entity::find()
+            .filter(C::Phase.eq(Phase::Processing))
+            .filter(C::HeartbeatMs.lt(cutoff))
+            .all(self.db())
+            .await?;
+        let mut reaped = 0;
+        for job in stale {
+            let retry = self.registry.get(&job.job_type).is_some_and(|jt| jt.retry_safe());
+            let lost_for = (now_ms() - job.heartbeat_ms.unwrap_or_default()) as f64 / 1000.0;
+            let reason = format!("worker lost: {} sent no heartbeat for {lost_for:.0} s", job.worker_id.as_deref().unwrap_or("?"));
+            let changes = if retry {
+                vec![(C::Phase, phase_value(Phase::Queued)), (C::WorkerId, Expr::value(Option::<String>::None))]
+            } else {
+                let ended = chrono::Utc::now();
+                let duration = job.started_at.map(|s| (ended - s).num_milliseconds() as f64 / 1000.0);
+                vec![
+                    (C::Phase, phase_value(Phase::Error)),
+                    (C::Error, Expr::value(reason.clone())),
+                    (C::EndedAt, Expr::value(ended)),
+                    (C::ExecutionDuration, Expr::value(duration)),
+                ]
+            };
+            if compare_and_set(self.db(), job.job_id, Phase::Processing, Some(job.attempt), changes).await? {
+                reaped += 1;
+                if let Ok(log) = JobLog::open(&self.job_dir(&job.dir_path).join("log.txt")) {
+                    log.line(&if retry { format!("{reason}; queued again") } else { format!("ERROR: {reason}") });
+                }
+                if retry {
+                    self.queue.enqueued().await;
+                }
+            }
+        }
+        Ok(reaped)
+    }
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}

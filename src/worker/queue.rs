@@ -1,0 +1,149 @@
+//! The queue is the `jobs` table: RUN sets QUEUED, a worker claims the oldest QUEUED job of a
+//! type it accepts with a compare-and-set on (phase, attempt), so every job runs exactly once
+//! however many processes share the database. Workers are woken in-process by a `Notify` and,
+//! across processes on PostgreSQL, by LISTEN/NOTIFY; a slow poll covers SQLite.
+
+use std::sync::Arc;
+
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, SimpleExpr},
+};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::{
+    db::entities::job::{self, Column as C},
+    jobs::model::Phase,
+};
+
+pub const CHANNEL: &str = "mljm_jobs";
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Moves job `id` out of phase `from` (and, when given, only if its attempt is `attempt`),
+/// setting `changes`. Returns whether this caller won the race.
+pub async fn compare_and_set(
+    db: &DatabaseConnection,
+    id: Uuid,
+    from: Phase,
+    attempt: Option<i32>,
+    changes: Vec<(C, SimpleExpr)>,
+) -> Result<bool, DbErr> {
+    let mut update = job::Entity::update_many().filter(C::JobId.eq(id)).filter(C::Phase.eq(from));
+    if let Some(a) = attempt {
+        update = update.filter(C::Attempt.eq(a));
+    }
+    for (col, value) in changes {
+        update = update.col_expr(col, value);
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+pub fn phase_value(p: Phase) -> SimpleExpr {
+    Expr::value(p.as_str())
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    db: DatabaseConnection,
+    wake: Arc<Notify>,
+}
+
+impl Queue {
+    pub fn new(db: DatabaseConnection) -> Queue {
+        Queue { db, wake: Arc::new(Notify::new()) }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.wake
+    }
+
+    /// Tells workers here and in other processes that a job became claimable.
+    pub async fn enqueued(&self) {
+        self.wake.notify_waiters();
+        if crate::db::is_postgres(&self.db)
+            && let Err(e) = self.db.execute_unprepared(&format!("NOTIFY {CHANNEL}")).await
+        {
+            tracing::warn!("NOTIFY failed (workers elsewhere will see the job at their next poll): {e}");
+        }
+    }
+
+    /// On PostgreSQL, forwards NOTIFYs from other processes to this process' workers.
+    pub fn spawn_listener(&self) {
+        if !crate::db::is_postgres(&self.db) {
+            return;
+        }
+        let pool = self.db.get_postgres_connection_pool().clone();
+        let wake = self.wake.clone();
+        tokio::spawn(async move {
+            loop {
+                let listener = async {
+                    let mut l = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    l.listen(CHANNEL).await?;
+                    loop {
+                        l.recv().await?;
+                        wake.notify_waiters();
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), sqlx::Error>(())
+                };
+                if let Err(e) = listener.await {
+                    tracing::warn!("LISTEN {CHANNEL} lost ({e}); retrying in 1 s");
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    /// Claims the oldest QUEUED job whose type is in `types`. `None` when there is none.
+    pub async fn claim(&self, types: &[&str], worker_id: &str) -> Result<Option<job::Model>, DbErr> {
+        if types.is_empty() {
+            return Ok(None);
+        }
+        loop {
+            let candidates: Vec<(Uuid, i32)> = job::Entity::find()
+                .select_only()
+                .column(C::JobId)
+                .column(C::Attempt)
+                .filter(C::Phase.eq(Phase::Queued))
+                .filter(C::JobType.is_in(types.iter().copied()))
+                .order_by_asc(C::CreatedAt)
+                .order_by_asc(C::JobId)
+                .limit(8)
+                .into_tuple()
+                .all(&self.db)
+                .await?;
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            for (id, attempt) in candidates {
+                let now = chrono::Utc::now();
+                let won = compare_and_set(
+                    &self.db,
+                    id,
+                    Phase::Queued,
+                    Some(attempt),
+                    vec![
+                        (C::Phase, phase_value(Phase::Processing)),
+                        (C::Attempt, Expr::value(attempt + 1)),
+                        (C::WorkerId, Expr::value(worker_id)),
+                        (C::HeartbeatMs, Expr::value(now.timestamp_millis())),
+                        (C::StartedAt, Expr::value(now)),
+                    ],
+                )
+                .await?;
+                if won {
+                    return job::Entity::find_by_id(id).one(&self.db).await;
+                }
+            }
+            // Every candidate was taken by another worker meanwhile: look again.
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The job-type registry: each type declares its config keys, validates a config, and runs
+//! with a [`JobContext`]. Adding a type touches its own module and one line in [`Registry::new`].
+
+use std::{
+    io::Write,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{
+    error::ApiError,
+    science::{Cancel, Progress},
+};
+
+/// A config field that is missing, ill-typed or out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+impl From<ConfigError> for ApiError {
+    fn from(e: ConfigError) -> Self {
+        let field = format!("config.{}", e.field);
+        ApiError::Invalid { message: format!("{field}: {}", e.message), field: Some(field) }
+    }
+}
+
+/// Deserializes a config into a type's struct, naming the offending field on failure.
+pub fn parse_config<T: DeserializeOwned>(config: &Value) -> Result<T, ConfigError> {
+    if !config.is_object() {
+        return Err(ConfigError::new("", "the config must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(config).map_err(|e| {
+        let inner = e.inner().to_string();
+        let path = e.path().to_string();
+        // serde reports a missing field at the parent; name the field itself.
+        let field = match (path.as_str(), inner.split('`').nth(1)) {
+            (".", Some(name)) if inner.starts_with("missing field") => name.to_string(),
+            (p, Some(name)) if inner.starts_with("missing field") => format!("{p}.{name}"),
+            _ => path,
+        };
+        ConfigError::new(field, inner.split(" at line ").next().unwrap_or(&inner).to_string())
+    })
+}
+
+/// The job's log file, `log.txt` in its directory, written as the job runs.
+#[derive(Clone)]
+pub struct JobLog(Arc<Mutex<std::fs::File>>);
+
+impl JobLog {
+    pub fn open(path: &std::path::Path) -> std::io::Result<JobLog> {
+        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(JobLog(Arc::new(Mutex::new(f))))
+    }
+
+    /// Raw bytes, as a child process produced them.
+    pub fn write_bytes(&self, bytes: &[u8]) {
+        if let Ok(mut f) = self.0.lock() {
+            let _ = f.write_all(bytes);
+        }
+    }
+
+    /// One line from mljm itself, marked so it stands out from the job's own output.
+    pub fn line(&self, msg: &str) {
+        let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S");
+        self.write_bytes(format!("[mljm {now}] {msg}\n").as_bytes());
+    }
+}
+
+/// What a running job gets.
+pub struct JobContext {
+    pub job_id: Uuid,
+    /// The job directory (working directory, outputs).
+    pub dir: PathBuf,
+    pub config: Value,
+    pub log: JobLog,
+    pub cancel: Cancel,
+    pub progress: Progress,
+}
+
+pub trait JobType: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Holds a GPU slot while running; waits QUEUED for one.
+    fn needs_gpu(&self) -> bool {
+        false
+    }
+    /// May run again from the start when its worker died.
+    fn retry_safe(&self) -> bool {
+        false
+    }
+    /// Top-level config keys the type reads; others are named in one warning line.
+    fn known_keys(&self) -> &'static [&'static str];
+    /// Checked at create and again at RUN.
+    fn validate(&self, config: &Value) -> Result<(), ConfigError>;
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+pub struct Registry {
+    types: Vec<Arc<dyn JobType>>,
+}
+
+impl Registry {
+    /// Every job type mljm knows.
+    pub fn new() -> Registry {
+        Registry { types: vec![Arc::new(crate::job_types::script::Script)] }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn JobType>> {
+        self.types.iter().find(|t| t.name() == name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.types.iter().map(|t| t.name()).collect()
+    }
+
+    /// Validates `config` for `job_type` (422 naming the field on failure).
+    pub fn check(&self, job_type: &str, config: &Value) -> Result<(), ApiError> {
+        let t = self.get(job_type).ok_or_else(|| self.unknown(job_type))?;
+        t.validate(config).map_err(ApiError::from)
+    }
+
+    pub fn unknown(&self, job_type: &str) -> ApiError {
+        ApiError::invalid("type", format!("unknown job type {job_type:?}; known types: {}", self.names().join(", ")))
+    }
+
+    /// Keys of `config` the type does not read, for one warning line in the job log.
+    pub fn unknown_keys(&self, job_type: &str, config: &Value) -> Vec<String> {
+        match (self.get(job_type), config.as_object()) {
+            (Some(t), Some(obj)) => obj.keys().filter(|k| !t.known_keys().contains(&k.as_str())).cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Cfg {
+        command: Vec<String>,
+        timeout_s: Option<f64>,
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let e = parse_config::<Cfg>(&serde_json::json!({})).unwrap_err();
+        assert_eq!(e.field, "command");
+    }
+
+    #[test]
+    fn an_ill_typed_field_is_named() {
+        let e = parse_config::<Cfg>(&serde_json::json!({"command": ["a"], "timeout_s": "x"})).unwrap_err();
+        assert_eq!(e.field, "timeout_s");
+        let e = parse_config::<Cfg>(&serde_json::json!({"command": "ls"})).unwrap_err();
+        assert_eq!(e.field, "command");
+    }
+
+    #[test]
+    fn unknown_keys_are_listed() {
+        let r = Registry::new();
+        let keys = r.unknown_keys("SCRIPT", &serde_json::json!({"command": ["a"], "gpu_type": "a100"}));
+        assert_eq!(keys, vec!["gpu_type".to_string()]);
+    }
+}

@@ -1,0 +1,226 @@
+//! `spawn_app()` starts the real server on port 0 with a temp data dir and a fresh database:
+//! SQLite by default, or a uniquely named PostgreSQL database (dropped afterwards) when the
+//! test asks for PostgreSQL and `MLJM_TEST_DATABASE_URL` is set.
+
+use std::{path::PathBuf, time::Duration};
+
+use mljm::{app::Application, config::Config};
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// `None` (with the reason printed) when no PostgreSQL URL is configured.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("MLJM_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                eprintln!("skipped: PostgreSQL test needs MLJM_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test); .ci/run sets it");
+                None
+            }
+        }
+    }
+}
+
+/// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(b) = $crate::helpers::Backend::postgres() { super::$name(b).await }
+            })*
+        }
+    };
+}
+
+pub struct TestDb {
+    pub url: String,
+    drop: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn create(backend: &Backend, data_dir: &std::path::Path) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb { url: format!("sqlite://{}?mode=rwc", data_dir.join("mljm.sqlite").display()), drop: None },
+            Backend::Postgres(admin) => {
+                use sqlx::Connection;
+                let name = format!("mljm_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(admin).await.expect("PostgreSQL reachable at MLJM_TEST_DATABASE_URL");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+                TestDb { url: format!("{base}/{name}"), drop: Some((admin.clone(), name)) }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.drop.take() {
+            // Drop runs inside the test's runtime: use a thread with its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub api: reqwest::Client,
+    pub data_dir: PathBuf,
+    pub state: mljm::app::AppState,
+    pub _tmp: tempfile::TempDir,
+    pub db: TestDb,
+}
+
+pub struct Options {
+    pub workers: usize,
+    pub tweak: fn(&mut Config),
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { workers: 2, tweak: |_| {} }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let db = TestDb::create(&backend, tmp.path()).await;
+    let mut config = Config { data_dir: data_dir.clone(), database_url: db.url.clone(), ..Config::default() };
+    config.server.bind = "127.0.0.1:0".into();
+    config.worker.concurrency = opts.workers;
+    config.worker.poll_s = 0.2;
+    (opts.tweak)(&mut config);
+    let app = Application::build(config.clone()).await.expect("app builds");
+    let port = app.port();
+    let state = app.state().clone();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        api: reqwest::Client::new(),
+        data_dir,
+        state,
+        _tmp: tmp,
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.api.post(self.url(path)).json(body).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.api.post(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.api.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.api.delete(self.url(path)).send().await.unwrap()
+    }
+
+    /// Creates a SCRIPT job running `sh -c script`; returns its JSON.
+    pub async fn create_script(&self, label: &str, script: &str) -> Value {
+        let resp = self
+            .post_json("/api/jobs/", &json!({"type": "SCRIPT", "label": label, "config": {"command": ["sh", "-c", script]}}))
+            .await;
+        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn job(&self, id: &str) -> Value {
+        let resp = self.get(&format!("/api/jobs/{id}")).await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn run(&self, id: &str) -> Value {
+        let resp = self.post(&format!("/api/jobs/{id}/process/RUN")).await;
+        assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+        resp.json().await.unwrap()
+    }
+
+    /// Polls the job until `pred` holds on it, or panics after `within`.
+    pub async fn wait_for(&self, id: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let job = self.job(id).await;
+            if pred(&job) {
+                return job;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "job never reached the expected state: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_phase(&self, id: &str, phase: &str, within: Duration) -> Value {
+        self.wait_for(id, within, |j| j["phase"] == phase).await
+    }
+
+    pub fn job_dir(&self, job: &Value) -> PathBuf {
+        self.data_dir.join("files").join(job["dir_path"].as_str().unwrap().trim_start_matches('/'))
+    }
+
+    pub async fn log(&self, id: &str) -> String {
+        self.get(&format!("/api/jobs/{id}/log")).await.text().await.unwrap()
+    }
+}
+
+pub fn id(job: &Value) -> String {
+    job["job_id"].as_str().unwrap().to_string()
+}
+
+/// Waits until `path` exists (a script signalling it got somewhere).
+pub async fn wait_file(path: &std::path::Path, within: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.trim().is_empty()
+        {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} never appeared", path.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // A zombie ("Z") has exited already.
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,7 @@
+//! The one integration test binary: real server, real database, real child processes.
+
+mod files;
+mod helpers;
+mod jobs;
+mod queue;
+mod security;
