@@ -157,8 +157,11 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
             ApiError::Conflict("the job changed meanwhile; try again".into())
         }));
     }
+    // Answer with the phase this call wrote: a worker may claim the job before we read it back.
+    let mut queued = JobView::from(job);
+    queued.phase = Phase::Queued;
     state.runtime.queue.enqueued().await;
-    get(state, id).await
+    Ok(queued)
 }
 
 /// QUEUED or PROCESSING → ABORTED. A running job is stopped by its worker's watcher.
