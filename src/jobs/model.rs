@@ -162,6 +162,11 @@ impl Description {
     }
 }
 
+/// Seconds from `started` to `ended` (the `execution_duration` field), when it started at all.
+pub fn duration_s(started: Option<DateTime<Utc>>, ended: DateTime<Utc>) -> Option<f64> {
+    started.map(|s| (ended - s).num_milliseconds() as f64 / 1000.0)
+}
+
 /// `/JOBS/job_<slug of label>_<uuid>`, relative to the files root.
 pub fn job_dir_path(label: &Label, id: Uuid) -> String {
     format!("/JOBS/job_{}_{}", label.slug(), id)

@@ -102,8 +102,9 @@ async fn submit(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpR
         let mut data = Vec::new();
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(|e| ApiError::invalid(&name, format!("upload interrupted: {e}")))?;
-            if (data.len() + chunk.len()) as u64 > limit.min(state.config.server.json_limit.max(64 << 20) as u64) {
-                return Err(ApiError::TooLarge(format!("part {name:?} is too large")));
+            let cap = if name == "config" { state.config.server.json_limit as u64 } else { limit };
+            if (data.len() + chunk.len()) as u64 > cap {
+                return Err(ApiError::TooLarge(format!("form part {name:?} is larger than its limit of {cap} bytes")));
             }
             data.extend_from_slice(&chunk);
         }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::model::{Action, Description, JobPage, JobView, Label, Phase, job_dir_path};
+use super::model::{Action, Description, JobPage, JobView, Label, Phase, duration_s, job_dir_path};
 use crate::{
     app::AppState,
     db::entities::job::{self, Column as C},
@@ -170,7 +170,7 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
         let job = find(state, id).await?;
         job.phase.transition(Action::Abort)?;
         let ended = Utc::now();
-        let duration = job.started_at.map(|s| (ended - s).num_milliseconds() as f64 / 1000.0);
+        let duration = duration_s(job.started_at, ended);
         let changes = vec![
             (C::Phase, phase_value(Phase::Aborted)),
             (C::EndedAt, Expr::value(ended)),
@@ -196,7 +196,7 @@ pub async fn end(state: &AppState, id: Uuid, action: Action, times: EndTimes) ->
     }
     let job = find(state, id).await?;
     let to = job.phase.transition(action)?;
-    let duration = (times.ended_at - times.started_at).num_milliseconds() as f64 / 1000.0;
+    let duration = duration_s(Some(times.started_at), times.ended_at);
     let won = compare_and_set(
         &state.db,
         id,

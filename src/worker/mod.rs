@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::{
     config::Config,
     db::entities::job::{self, Column as C},
-    jobs::model::Phase,
+    jobs::model::{Phase, duration_s},
     science::{Cancel, Progress},
 };
 use queue::{Queue, compare_and_set, now_ms, phase_value};
@@ -181,7 +181,7 @@ impl Runtime {
 
     async fn finish(&self, job: &job::Model, result: Result<(), String>, log: Option<&JobLog>) -> Outcome {
         let ended = chrono::Utc::now();
-        let duration = job.started_at.map(|s| (ended - s).num_milliseconds() as f64 / 1000.0);
+        let duration = duration_s(job.started_at, ended);
         let (phase, error) = match &result {
             Ok(()) => (Phase::Completed, None),
             Err(e) => (Phase::Error, Some(e.clone())),
@@ -288,7 +288,7 @@ impl Runtime {
                 vec![(C::Phase, phase_value(Phase::Queued)), (C::WorkerId, Expr::value(Option::<String>::None))]
             } else {
                 let ended = chrono::Utc::now();
-                let duration = job.started_at.map(|s| (ended - s).num_milliseconds() as f64 / 1000.0);
+                let duration = duration_s(job.started_at, ended);
                 vec![
                     (C::Phase, phase_value(Phase::Error)),
                     (C::Error, Expr::value(reason.clone())),

@@ -118,6 +118,11 @@ impl Registry {
         Registry { types: vec![Arc::new(crate::job_types::script::Script)] }
     }
 
+    /// A registry of exactly these types (tests, and embedders with their own types).
+    pub fn with_types(types: Vec<Arc<dyn JobType>>) -> Registry {
+        Registry { types }
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<dyn JobType>> {
         self.types.iter().find(|t| t.name() == name).cloned()
     }

@@ -13,7 +13,12 @@ use serde_json::Value;
 
 use crate::helpers::{Backend, Options, TestApp, id, spawn_app_with};
 
-crate::on_both_backends!(two_worker_processes_and_serve_run_thirty_jobs_exactly_once, a_killed_worker_loses_its_job_and_the_next_job_runs);
+crate::on_both_backends!(
+    two_worker_processes_and_serve_run_thirty_jobs_exactly_once,
+    a_killed_worker_loses_its_job_and_the_next_job_runs,
+    a_gpu_job_waits_queued_for_a_free_slot,
+    a_panicking_job_ends_in_error_with_the_panic_message,
+);
 
 struct Worker(Child);
 
@@ -110,4 +115,85 @@ async fn a_killed_worker_loses_its_job_and_the_next_job_runs(b: Backend) {
     app.wait_phase(&id(&next), "COMPLETED", Duration::from_secs(20)).await;
     // The lost job stays lost: nothing re-runs or overwrites it.
     assert_eq!(app.job(&id(&job)).await["phase"], "ERROR");
+}
+
+/// A GPU job type for the semaphore tests; `PANIC` in its config makes it panic.
+struct GpuProbe;
+
+impl mljm::worker::registry::JobType for GpuProbe {
+    fn name(&self) -> &'static str {
+        "GPU_PROBE"
+    }
+    fn needs_gpu(&self) -> bool {
+        true
+    }
+    fn known_keys(&self) -> &'static [&'static str] {
+        &["panic"]
+    }
+    fn validate(&self, _: &Value) -> Result<(), mljm::worker::registry::ConfigError> {
+        Ok(())
+    }
+    fn run(&self, ctx: mljm::worker::registry::JobContext) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            if ctx.config["panic"] == true {
+                panic!("probe exploded");
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The server's state with a registry that also knows GPU_PROBE, and a runtime on it.
+fn with_probe(app: &TestApp) -> (mljm::app::AppState, mljm::worker::Runtime) {
+    use std::sync::Arc;
+    let registry = Arc::new(mljm::worker::registry::Registry::with_types(vec![
+        Arc::new(GpuProbe),
+        Arc::new(mljm::job_types::script::Script),
+    ]));
+    let runtime = mljm::worker::Runtime::new(&app.state.config, mljm::worker::queue::Queue::new(app.state.db.clone()), registry.clone()).unwrap();
+    let state = mljm::app::AppState { registry, runtime: runtime.clone(), ..app.state.clone() };
+    (state, runtime)
+}
+
+async fn queue_job(state: &mljm::app::AppState, job_type: &str, config: Value) -> uuid::Uuid {
+    let new = mljm::jobs::service::NewJob { job_type: job_type.into(), label: job_type.into(), description: None, config: Some(config), parent_job_id: None };
+    let job = mljm::jobs::service::create(state, new).await.unwrap();
+    mljm::jobs::service::run(state, job.job_id).await.unwrap();
+    job.job_id
+}
+
+async fn a_gpu_job_waits_queued_for_a_free_slot(b: Backend) {
+    let app = spawn_app_with(b, Options { workers: 0, ..Default::default() }).await;
+    let (state, rt) = with_probe(&app);
+    assert_eq!(state.config.gpu.slots, 1);
+    let first = queue_job(&state, "GPU_PROBE", serde_json::json!({})).await;
+    let second = queue_job(&state, "GPU_PROBE", serde_json::json!({})).await;
+    let cpu = queue_job(&state, "SCRIPT", serde_json::json!({"command": ["true"]})).await;
+    let (job, permit) = rt.claim_next().await.unwrap().expect("the first GPU job is claimed");
+    assert_eq!(job.job_id, first);
+    assert!(permit.is_some(), "a GPU job holds a slot");
+    // The only slot is taken: the next GPU job stays QUEUED, the CPU job goes ahead.
+    let (job, permit_cpu) = rt.claim_next().await.unwrap().expect("the CPU job is claimed");
+    assert_eq!(job.job_id, cpu);
+    assert!(permit_cpu.is_none());
+    assert!(rt.claim_next().await.unwrap().is_none());
+    assert_eq!(app.job(&second.to_string()).await["phase"], "QUEUED");
+    drop(permit);
+    let (job, permit) = rt.claim_next().await.unwrap().expect("the slot is free again");
+    assert_eq!(job.job_id, second);
+    assert!(permit.is_some());
+    assert_eq!(rt.run_one(job).await, mljm::worker::Outcome::Completed);
+}
+
+async fn a_panicking_job_ends_in_error_with_the_panic_message(b: Backend) {
+    let app = spawn_app_with(b, Options { workers: 0, ..Default::default() }).await;
+    let (state, rt) = with_probe(&app);
+    let id = queue_job(&state, "GPU_PROBE", serde_json::json!({"panic": true})).await;
+    let (job, _permit) = rt.claim_next().await.unwrap().unwrap();
+    let outcome = rt.run_one(job).await;
+    assert!(matches!(&outcome, mljm::worker::Outcome::Failed(m) if m.contains("probe exploded")), "{outcome:?}");
+    let job = app.job(&id.to_string()).await;
+    assert_eq!(job["phase"], "ERROR");
+    assert!(job["error"].as_str().unwrap().contains("probe exploded"));
+    assert!(app.log(&id.to_string()).await.contains("probe exploded"));
 }
