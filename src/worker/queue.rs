@@ -2,6 +2,13 @@
 //! type it accepts with a compare-and-set on (phase, attempt), so every job runs exactly once
 //! however many processes share the database. Workers are woken in-process by a `Notify` and,
 //! across processes on PostgreSQL, by LISTEN/NOTIFY; a slow poll covers SQLite.
+//!
+//! Why not apalis (evaluated at 1.0): apalis-sqlite creates its own table `Jobs`, which in
+//! SQLite (case-insensitive names) collides with SPEC §2's `jobs` in the same file; its idle
+//! workers wake on the heartbeat timer (30 s by default) unless a stream strategy is wired per
+//! backend; and its own lock/retry/orphan state would be a second truth beside the job row,
+//! which must hold the phase, the attempt number and the heartbeat anyway (SPEC §2). Claiming
+//! on the row itself is one UPDATE on either backend.
 
 use std::sync::Arc;
 
