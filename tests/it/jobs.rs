@@ -17,6 +17,7 @@ crate::on_both_backends!(
     submit_creates_and_runs_an_uploaded_entrypoint,
     unknown_config_keys_are_named_in_one_warning_line,
     an_external_runner_can_end_a_processing_job,
+    deleting_a_job_deletes_its_labellings,
 );
 
 async fn a_script_job_goes_from_pending_to_completed_with_its_log(b: Backend) {
@@ -264,4 +265,32 @@ async fn an_external_runner_can_end_a_processing_job(b: Backend) {
     // The local worker notices and stops its process; the recorded end stays.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(app.job(&id(&job)).await["phase"], "COMPLETED");
+}
+
+async fn deleting_a_job_deletes_its_labellings(b: Backend) {
+    let app = spawn_app(b).await;
+    let job = app.create_script("with labels", "true").await;
+    let job_id: uuid::Uuid = id(&job).parse().unwrap();
+    let db = &app.state.db;
+    let count = || async {
+        if mljm::db::is_postgres(db) {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM labellings").fetch_one(db.get_postgres_connection_pool()).await.unwrap();
+            n
+        } else {
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM labellings").fetch_one(db.get_sqlite_connection_pool()).await.unwrap();
+            n
+        }
+    };
+    for i in 0..3 {
+        let sql = "INSERT INTO labellings (labelling_id, job_id, spectrum_filename, spectrum_set, sequence_iteration) VALUES ($1, $2, $3, 'ORACLE', 0)";
+        let name = format!("spec-56000-F5000_sp01-00{i}.fits");
+        if mljm::db::is_postgres(db) {
+            sqlx::query(sql).bind(uuid::Uuid::new_v4()).bind(job_id).bind(name).execute(db.get_postgres_connection_pool()).await.unwrap();
+        } else {
+            sqlx::query(sql).bind(uuid::Uuid::new_v4()).bind(job_id).bind(name).execute(db.get_sqlite_connection_pool()).await.unwrap();
+        }
+    }
+    assert_eq!(count().await, 3);
+    assert_eq!(app.delete(&format!("/api/jobs/{job_id}")).await.status(), 204);
+    assert_eq!(count().await, 0, "labellings must cascade with their job");
 }
