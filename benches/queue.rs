@@ -90,13 +90,10 @@ fn main() {
         bench("sqlite", None, jobs).await;
         match std::env::var("MLJM_TEST_DATABASE_URL") {
             Ok(admin) if !admin.is_empty() => {
-                use sqlx::Connection;
                 let name = format!("mljm_bench_{}", std::process::id());
-                let mut c = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.unwrap();
-                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-                bench("postgres", Some(format!("{base}/{name}")), jobs).await;
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut c).await;
+                let url = mljm::db::create_database(&admin, &name).await.expect("PostgreSQL");
+                bench("postgres", Some(url), jobs).await;
+                let _ = mljm::db::drop_database(&admin, &name).await;
             }
             _ => println!("postgres   skipped: set MLJM_TEST_DATABASE_URL"),
         }

@@ -101,17 +101,12 @@ impl Default for GpuConfig {
 }
 
 /// Values given on the command line; `None` leaves the lower layers in force.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone)]
 pub struct Overrides {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub accept: Option<Vec<String>>,
 }
 

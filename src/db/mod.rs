@@ -59,6 +59,26 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// Creates the empty PostgreSQL database `name` beside the one `admin_url` names, and returns
+/// its URL (a fresh database per test run or benchmark).
+pub async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name:?}");
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+    let server = admin_url.rsplit_once('/').map_or(admin_url, |(server, _)| server);
+    Ok(format!("{server}/{name}"))
+}
+
+/// Drops database `name`, ending its open connections.
+pub async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name:?}");
+    let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await?;
+    Ok(())
+}
+
 pub fn is_postgres(db: &DatabaseConnection) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }

@@ -113,7 +113,7 @@ async fn upload(
     }
 }
 
-fn too_large(limit: u64) -> ApiError {
+pub fn too_large(limit: u64) -> ApiError {
     ApiError::TooLarge(format!("upload larger than the limit of {limit} bytes (files.upload_limit)"))
 }
 
@@ -121,24 +121,30 @@ fn too_large(limit: u64) -> ApiError {
 async fn receive(form: &mut Multipart, tmp: &std::path::Path, limit: u64) -> Result<Option<u64>> {
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|e| ApiError::invalid("file", format!("bad multipart body: {e}")))?;
-        let is_file = field.content_disposition().and_then(|cd| cd.get_filename()).is_some();
-        if !is_file {
+        if field.content_disposition().and_then(|cd| cd.get_filename()).is_none() {
             while field.next().await.is_some() {}
             continue;
         }
-        let mut out = tokio::fs::File::create(tmp).await?;
-        let mut size = 0u64;
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(|e| ApiError::invalid("file", format!("upload interrupted: {e}")))?;
-            size += chunk.len() as u64;
-            if size > limit {
-                return Err(too_large(limit));
-            }
-            out.write_all(&chunk).await?;
-        }
-        out.flush().await?;
-        out.sync_all().await?;
-        return Ok(Some(size));
+        return save_field(&mut field, tmp, limit).await.map(Some);
     }
     Ok(None)
+}
+
+/// Streams one multipart field to `dest`, refusing it (413) past `limit` bytes. Memory does
+/// not grow with the upload. The caller removes `dest` on error.
+pub async fn save_field(field: &mut actix_multipart::Field, dest: &std::path::Path, limit: u64) -> Result<u64> {
+    let name = field.name().unwrap_or("file").to_string();
+    let mut out = tokio::fs::File::create(dest).await?;
+    let mut size = 0u64;
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::invalid(&name, format!("upload interrupted: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limit {
+            return Err(too_large(limit));
+        }
+        out.write_all(&chunk).await?;
+    }
+    out.flush().await?;
+    out.sync_all().await?;
+    Ok(size)
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{
     model::{JobPage, JobView, Phase},
-    service::{self, ListQuery},
+    service::{self, ListQuery, LogPart},
 };
 use crate::{app::AppState, error::ApiError};
 
@@ -79,14 +79,17 @@ async fn job_page(req: HttpRequest, state: web::Data<AppState>, id: web::Path<Uu
     if is_htmx(&req) {
         return html(JobSummary { job: &job }.render());
     }
-    let log = tail(&service::log(&state, *id, 0).await?);
+    let log = tail(&service::log(&state, *id, LogPart::Last(TAIL_BYTES)).await?);
     html(JobShow { job: &job, log }.render())
 }
 
 async fn log_tail(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    let log = tail(&service::log(&state, *id, 0).await?);
+    let log = tail(&service::log(&state, *id, LogPart::Last(TAIL_BYTES)).await?);
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(log))
 }
+
+/// Enough bytes for 200 ordinary lines; a page never reads a long log from its start.
+const TAIL_BYTES: u64 = 64 * 1024;
 
 /// The last 200 lines, which is what a person watching a job reads.
 fn tail(bytes: &[u8]) -> String {

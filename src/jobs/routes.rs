@@ -4,12 +4,12 @@ use actix_multipart::Multipart;
 use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
     model::Action,
-    service::{self, EndTimes, JobEdit, ListQuery, NewJob},
+    service::{self, EndTimes, JobEdit, ListQuery, LogPart, NewJob},
 };
 use crate::{app::AppState, error::ApiError};
 
@@ -81,7 +81,7 @@ struct LogQuery {
 }
 
 async fn log(state: web::Data<AppState>, id: web::Path<Uuid>, q: web::Query<LogQuery>) -> Result<HttpResponse> {
-    let bytes = service::log(&state, *id, q.offset).await?;
+    let bytes = service::log(&state, *id, LogPart::From(q.offset)).await?;
     let next = q.offset + bytes.len() as u64;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
@@ -89,65 +89,50 @@ async fn log(state: web::Data<AppState>, id: web::Path<Uuid>, q: web::Query<LogQ
         .body(bytes))
 }
 
-/// The original's one-call script submission: a `config` JSON part (label, description,
-/// command, env?, timeout_s?) and an `entrypoint` file saved into the job directory.
+/// The original's one-call script submission: a `config` JSON part and an `entrypoint` file,
+/// streamed to a temporary file and handed to `service::submit`.
 async fn submit(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpResponse> {
+    let staging = state.runtime.job_dir("/JOBS").join(format!(".upload-{}", Uuid::new_v4()));
+    let result = read_submit_form(&state, &mut form, &staging).await;
+    let job = match result {
+        Ok((config, name)) => service::submit(&state, config, &name, &staging).await,
+        Err(e) => Err(e),
+    };
+    if job.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    Ok(HttpResponse::Accepted().json(job?))
+}
+
+/// The `config` JSON and the entrypoint's file name; the entrypoint itself goes to `staging`.
+async fn read_submit_form(state: &AppState, form: &mut Multipart, staging: &std::path::Path) -> Result<(Value, String)> {
     let mut config: Option<Value> = None;
-    let mut entrypoint: Option<(String, Vec<u8>)> = None;
-    let limit = state.config.files.upload_limit;
+    let mut entrypoint: Option<String> = None;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|e| ApiError::invalid("form", format!("bad multipart body: {e}")))?;
-        let name = field.name().unwrap_or_default().to_string();
-        let filename = field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_string);
-        let mut data = Vec::new();
-        while let Some(chunk) = field.next().await {
-            let chunk = chunk.map_err(|e| ApiError::invalid(&name, format!("upload interrupted: {e}")))?;
-            let cap = if name == "config" { state.config.server.json_limit as u64 } else { limit };
-            if (data.len() + chunk.len()) as u64 > cap {
-                return Err(ApiError::TooLarge(format!("form part {name:?} is larger than its limit of {cap} bytes")));
-            }
-            data.extend_from_slice(&chunk);
-        }
-        match name.as_str() {
+        match field.name().unwrap_or_default() {
             "config" => {
-                config = Some(serde_json::from_slice(&data).map_err(|e| ApiError::invalid("config", format!("not JSON: {e}")))?)
+                let limit = state.config.server.json_limit;
+                let mut data = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(|e| ApiError::invalid("config", format!("upload interrupted: {e}")))?;
+                    if data.len() + chunk.len() > limit {
+                        return Err(ApiError::TooLarge(format!("the config part is larger than server.json_limit ({limit} bytes)")));
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+                config = Some(serde_json::from_slice(&data).map_err(|e| ApiError::invalid("config", format!("not JSON: {e}")))?);
             }
             "entrypoint" => {
-                let fname = filename.ok_or_else(|| ApiError::invalid("entrypoint", "the entrypoint part has no file name"))?;
-                entrypoint = Some((fname, data));
+                let name = field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_string);
+                let name = name.ok_or_else(|| ApiError::invalid("entrypoint", "the entrypoint part has no file name"))?;
+                crate::files::routes::save_field(&mut field, staging, state.config.files.upload_limit).await?;
+                entrypoint = Some(name);
             }
             other => return Err(ApiError::invalid(other, format!("unexpected form part {other:?}; expected config and entrypoint"))),
         }
     }
     let config = config.ok_or_else(|| ApiError::invalid("config", "the form has no config part"))?;
-    let (fname, script) = entrypoint.ok_or_else(|| ApiError::invalid("entrypoint", "the form has no entrypoint part"))?;
-    let fname = crate::files::model::file_name(&fname).map_err(|e| ApiError::invalid("entrypoint", e.to_string()))?;
-    let text = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
-    let command = match config.get("command") {
-        Some(Value::String(s)) => json!(["sh", "-c", s]),
-        Some(Value::Array(a)) => Value::Array(a.clone()),
-        None => json!(["sh", fname]),
-        Some(_) => return Err(ApiError::invalid("config.command", "command must be a string or a list of strings")),
-    };
-    let mut script_config = json!({ "command": command });
-    for key in ["env", "timeout_s"] {
-        if let Some(v) = config.get(key) {
-            script_config[key] = v.clone();
-        }
-    }
-    let new = NewJob {
-        job_type: "SCRIPT".into(),
-        label: text("label").ok_or_else(|| ApiError::invalid("config.label", "label is required"))?,
-        description: text("description"),
-        config: Some(script_config),
-        parent_job_id: None,
-    };
-    let job = service::create(&state, new).await?;
-    let path = state.runtime.job_dir(&job.dir_path).join(&fname);
-    std::fs::write(&path, script)?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(HttpResponse::Accepted().json(service::run(&state, job.job_id).await?))
+    let name = entrypoint.ok_or_else(|| ApiError::invalid("entrypoint", "the form has no entrypoint part"))?;
+    Ok((config, name))
 }

@@ -149,7 +149,6 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     job.phase.transition(Action::Run)?;
     let config = job.config.as_ref().ok_or_else(|| ApiError::invalid("config", "the job has no config to run"))?;
     state.registry.check(&job.job_type, config)?;
-    write_config(&state.runtime.job_dir(&job.dir_path), config)?;
     let won = compare_and_set(&state.db, id, Phase::Pending, None, vec![(C::Phase, phase_value(Phase::Queued))]).await?;
     if !won {
         let now = find(state, id).await?;
@@ -181,6 +180,41 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
         }
         // Claimed or finished between the read and the write: decide again on the new phase.
     }
+}
+
+/// The original's upload form: `config` (label, description, command as a string for `sh -c`
+/// or a list, env, timeout_s) plus an entrypoint already saved at `staged`. Creates the SCRIPT
+/// job, moves the entrypoint into its directory, and runs it.
+pub async fn submit(state: &AppState, form: Value, entrypoint: &str, staged: &std::path::Path) -> Result<JobView, ApiError> {
+    let name = crate::files::model::file_name(entrypoint).map_err(|e| ApiError::invalid("entrypoint", e.to_string()))?;
+    let text = |k: &str| form.get(k).and_then(Value::as_str).map(str::to_string);
+    let command = match form.get("command") {
+        Some(Value::String(s)) => serde_json::json!(["sh", "-c", s]),
+        Some(Value::Array(a)) => Value::Array(a.clone()),
+        None => serde_json::json!(["sh", name]),
+        Some(_) => return Err(ApiError::invalid("config.command", "command must be a string or a list of strings")),
+    };
+    let mut config = serde_json::json!({ "command": command });
+    for key in ["env", "timeout_s"] {
+        if let Some(v) = form.get(key) {
+            config[key] = v.clone();
+        }
+    }
+    let new = NewJob {
+        job_type: "SCRIPT".into(),
+        label: text("label").ok_or_else(|| ApiError::invalid("config.label", "label is required"))?,
+        description: text("description"),
+        config: Some(config),
+        parent_job_id: None,
+    };
+    let job = create(state, new).await?;
+    let path = state.runtime.job_dir(&job.dir_path).join(&name);
+    std::fs::rename(staged, &path)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    run(state, job.job_id).await
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,8 +277,16 @@ pub async fn list(state: &AppState, q: ListQuery) -> Result<JobPage, ApiError> {
     Ok(JobPage { total, offset, limit, jobs: rows.into_iter().map(JobView::from).collect() })
 }
 
-/// The job log from byte `offset` (empty when the job has not written one yet).
-pub async fn log(state: &AppState, id: Uuid, offset: u64) -> Result<Vec<u8>, ApiError> {
+/// Which part of a job log to read.
+pub enum LogPart {
+    /// From this byte on (at most 8 MiB per call; `X-Next-Offset` says where to continue).
+    From(u64),
+    /// The last this-many bytes, for a page that shows the tail.
+    Last(u64),
+}
+
+/// Part of the job log (empty when the job has not written one yet).
+pub async fn log(state: &AppState, id: Uuid, part: LogPart) -> Result<Vec<u8>, ApiError> {
     let job = find(state, id).await?;
     let path = state.runtime.job_dir(&job.dir_path).join("log.txt");
     let mut f = match std::fs::File::open(&path) {
@@ -252,7 +294,11 @@ pub async fn log(state: &AppState, id: Uuid, offset: u64) -> Result<Vec<u8>, Api
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e.into()),
     };
-    f.seek(SeekFrom::Start(offset))?;
+    let start = match part {
+        LogPart::From(offset) => offset,
+        LogPart::Last(n) => f.metadata()?.len().saturating_sub(n),
+    };
+    f.seek(SeekFrom::Start(start))?;
     let mut out = Vec::new();
     f.take(8 << 20).read_to_end(&mut out)?;
     Ok(out)

@@ -53,12 +53,9 @@ impl TestDb {
         match backend {
             Backend::Sqlite => TestDb { url: format!("sqlite://{}?mode=rwc", data_dir.join("mljm.sqlite").display()), drop: None },
             Backend::Postgres(admin) => {
-                use sqlx::Connection;
                 let name = format!("mljm_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::PgConnection::connect(admin).await.expect("PostgreSQL reachable at MLJM_TEST_DATABASE_URL");
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
-                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
-                TestDb { url: format!("{base}/{name}"), drop: Some((admin.clone(), name)) }
+                let url = mljm::db::create_database(admin, &name).await.expect("PostgreSQL at MLJM_TEST_DATABASE_URL creates a test database");
+                TestDb { url, drop: Some((admin.clone(), name)) }
             }
         }
     }
@@ -70,12 +67,7 @@ impl Drop for TestDb {
             // Drop runs inside the test's runtime: use a thread with its own.
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async {
-                    use sqlx::Connection;
-                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await;
-                    }
-                });
+                let _ = rt.block_on(mljm::db::drop_database(&admin, &name));
             })
             .join();
         }

@@ -273,22 +273,15 @@ async fn deleting_a_job_deletes_its_labellings(b: Backend) {
     let job_id: uuid::Uuid = id(&job).parse().unwrap();
     let db = &app.state.db;
     let count = || async {
-        if mljm::db::is_postgres(db) {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM labellings").fetch_one(db.get_postgres_connection_pool()).await.unwrap();
-            n
-        } else {
-            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM labellings").fetch_one(db.get_sqlite_connection_pool()).await.unwrap();
-            n
-        }
+        use sea_orm::ConnectionTrait;
+        let stmt = sea_orm::Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) AS n FROM labellings");
+        db.query_one_raw(stmt).await.unwrap().unwrap().try_get::<i64>("", "n").unwrap()
     };
     for i in 0..3 {
+        use sea_orm::ConnectionTrait;
         let sql = "INSERT INTO labellings (labelling_id, job_id, spectrum_filename, spectrum_set, sequence_iteration) VALUES ($1, $2, $3, 'ORACLE', 0)";
-        let name = format!("spec-56000-F5000_sp01-00{i}.fits");
-        if mljm::db::is_postgres(db) {
-            sqlx::query(sql).bind(uuid::Uuid::new_v4()).bind(job_id).bind(name).execute(db.get_postgres_connection_pool()).await.unwrap();
-        } else {
-            sqlx::query(sql).bind(uuid::Uuid::new_v4()).bind(job_id).bind(name).execute(db.get_sqlite_connection_pool()).await.unwrap();
-        }
+        let values = [uuid::Uuid::new_v4().into(), job_id.into(), format!("spec-56000-F5000_sp01-00{i}.fits").into()];
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(db.get_database_backend(), sql, values)).await.unwrap();
     }
     assert_eq!(count().await, 3);
     assert_eq!(app.delete(&format!("/api/jobs/{job_id}")).await.status(), 204);

@@ -10,6 +10,7 @@ crate::on_both_backends!(
     a_foreign_host_header_is_misdirected,
     a_json_body_above_the_limit_is_413,
     pages_escape_user_text_and_htmx_gets_the_partial,
+    the_job_page_shows_the_end_of_a_long_log,
     the_openapi_document_names_every_endpoint,
 );
 
@@ -91,4 +92,20 @@ async fn the_openapi_document_names_every_endpoint(b: Backend) {
     assert!(docs.contains("/static/rapidoc-9.3.8.min.js") && docs.contains("/api/openapi.json"));
     assert!(!docs.contains("https://"));
     assert_eq!(app.get("/static/rapidoc-9.3.8.min.js").await.status(), 200);
+}
+
+async fn the_job_page_shows_the_end_of_a_long_log(b: Backend) {
+    let app = spawn_app(b).await;
+    let job = app.create_script("long log", "true").await;
+    let id = job["job_id"].as_str().unwrap();
+    let mut log = String::new();
+    for i in 0..300_000 {
+        log.push_str(&format!("line {i} of a long training log\n"));
+    }
+    assert!(log.len() > 9 << 20);
+    std::fs::write(app.job_dir(&job).join("log.txt"), &log).unwrap();
+    let tail = app.get(&format!("/jobs/{id}/log-tail")).await.text().await.unwrap();
+    assert!(tail.ends_with("line 299999 of a long training log"), "{}", &tail[tail.len().saturating_sub(200)..]);
+    assert!(!tail.contains("line 0 of"));
+    assert!(tail.lines().count() <= 200);
 }
