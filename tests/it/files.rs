@@ -124,6 +124,15 @@ async fn no_endpoint_reaches_outside_the_storage_root(b: Backend) {
     assert!(outside.join("victim").is_dir());
     assert!(!outside.join("new").exists() && !outside.join("planted.txt").exists());
     assert!(!app.data_dir.join("planted.txt").exists() && !app.data_dir.join("new").exists());
+    // The root still lists, with links shown as links: no size or kind read from outside,
+    // and a dangling link does not break the listing.
+    std::os::unix::fs::symlink(app.data_dir.join("nowhere"), app.data_dir.join("files/dangling")).unwrap();
+    let root: Value = app.get("/api/files/").await.json().await.unwrap();
+    let files = root["files"].as_array().unwrap();
+    let link = files.iter().find(|f| f["filename"] == "secret-link.txt").expect("the link is listed");
+    assert_ne!(link["size"], 6, "the size of the outside file leaked");
+    assert!(files.iter().any(|f| f["filename"] == "link"), "a link to an outside directory is not shown as a directory");
+    assert!(files.iter().any(|f| f["filename"] == "dangling"));
     // An absolute parent path is rooted in the storage, not the filesystem.
     let r = app.get("/api/files/?parent_dir_path=/etc").await;
     assert_eq!(r.status(), 404);
