@@ -7,8 +7,15 @@ use std::time::{Duration, Instant};
 use mljm::{app::Application, config::Config};
 use serde_json::{Value, json};
 
-async fn server(url: Option<String>, dir: &std::path::Path, workers: usize) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let mut config = Config { data_dir: dir.to_path_buf(), ..Config::default() };
+async fn server(
+    url: Option<String>,
+    dir: &std::path::Path,
+    workers: usize,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let mut config = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     if let Some(u) = url {
         config.database_url = u;
     }
@@ -21,16 +28,35 @@ async fn server(url: Option<String>, dir: &std::path::Path, workers: usize) -> (
 
 async fn create_run(http: &reqwest::Client, base: &str, label: &str) -> (String, Instant) {
     let body = json!({"type": "SCRIPT", "label": label, "config": {"command": ["true"]}});
-    let job: Value = http.post(format!("{base}/api/jobs/")).json(&body).send().await.unwrap().json().await.unwrap();
+    let job: Value = http
+        .post(format!("{base}/api/jobs/"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let id = job["job_id"].as_str().unwrap().to_string();
     let t = Instant::now();
-    let r = http.post(format!("{base}/api/jobs/{id}/process/RUN")).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/api/jobs/{id}/process/RUN"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     (id, t)
 }
 
 async fn phase(http: &reqwest::Client, base: &str, id: &str) -> String {
-    let job: Value = http.get(format!("{base}/api/jobs/{id}")).send().await.unwrap().json().await.unwrap();
+    let job: Value = http
+        .get(format!("{base}/api/jobs/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     job["phase"].as_str().unwrap().to_string()
 }
 
@@ -67,7 +93,14 @@ async fn bench(name: &str, url: Option<String>, jobs: usize) {
     }
     let queued_s = t0.elapsed().as_secs_f64();
     loop {
-        let page: Value = http.get(format!("{base}/api/jobs/?phase=COMPLETED&limit=1")).send().await.unwrap().json().await.unwrap();
+        let page: Value = http
+            .get(format!("{base}/api/jobs/?phase=COMPLETED&limit=1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if page["total"].as_u64().unwrap() as usize >= jobs + 30 {
             break;
         }
@@ -77,21 +110,31 @@ async fn bench(name: &str, url: Option<String>, jobs: usize) {
     println!(
         "{name:<10} dispatch RUN->PROCESSING median {:.1} ms (p90 {:.1} ms, n=30) | {jobs} trivial SCRIPT jobs, 4 workers: {:.1} jobs/s end to end (create+RUN took {:.2} s)",
         median(lat.clone()),
-        { let mut l = lat.clone(); l.sort_by(|a, b| a.partial_cmp(b).unwrap()); l[l.len() * 9 / 10] },
+        {
+            let mut l = lat.clone();
+            l.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            l[l.len() * 9 / 10]
+        },
         jobs as f64 / total_s,
         queued_s
     );
 }
 
 fn main() {
-    let jobs = std::env::args().skip_while(|a| a != "--jobs").nth(1).and_then(|n| n.parse().ok()).unwrap_or(200);
+    let jobs = std::env::args()
+        .skip_while(|a| a != "--jobs")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         bench("sqlite", None, jobs).await;
         match std::env::var("MLJM_TEST_DATABASE_URL") {
             Ok(admin) if !admin.is_empty() => {
                 let name = format!("mljm_bench_{}", std::process::id());
-                let url = mljm::db::create_database(&admin, &name).await.expect("PostgreSQL");
+                let url = mljm::db::create_database(&admin, &name)
+                    .await
+                    .expect("PostgreSQL");
                 bench("postgres", Some(url), jobs).await;
                 let _ = mljm::db::drop_database(&admin, &name).await;
             }

@@ -32,14 +32,25 @@ pub struct AppState {
 impl AppState {
     /// Creates the data dir layout, connects, migrates.
     pub async fn open(config: Config) -> anyhow::Result<AppState> {
-        for dir in [config.data_dir.clone(), config.files_root().join("JOBS"), config.spectra_root()] {
-            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+        for dir in [
+            config.data_dir.clone(),
+            config.files_root().join("JOBS"),
+            config.spectra_root(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         }
         let db = crate::db::connect(&config.database_url()).await?;
         let registry = Arc::new(Registry::new());
         let runtime = Runtime::new(&config, Queue::new(db.clone()), registry.clone())?;
         let storage = Storage::open(&config.files_root())?;
-        Ok(AppState { db, config: Arc::new(config), registry, runtime, storage })
+        Ok(AppState {
+            db,
+            config: Arc::new(config),
+            registry,
+            runtime,
+            storage,
+        })
     }
 }
 
@@ -53,15 +64,27 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let state = AppState::open(config).await?;
         let bind = state.config.server.bind.clone();
-        let listener = TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        let listener = TcpListener::bind(&bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
         let port = listener.local_addr()?.port();
-        let policy = Arc::new(RequestPolicy::new(&bind, &state.config.server.allowed_hosts));
+        let policy = Arc::new(RequestPolicy::new(
+            &bind,
+            &state.config.server.allowed_hosts,
+        ));
         let server_state = state.clone();
         let server = HttpServer::new(move || create_app(server_state.clone(), policy.clone()))
             .listen(listener)?
-            .workers(std::thread::available_parallelism().map_or(2, |n| n.get()).min(8))
+            .workers(
+                std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .min(8),
+            )
             .run();
-        Ok(Application { port, server, state })
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -74,7 +97,10 @@ impl Application {
 
     /// Serves HTTP and runs `worker.concurrency` in-process workers until the server stops.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let _workers = self.state.runtime.spawn(self.state.config.worker.concurrency);
+        let _workers = self
+            .state
+            .runtime
+            .spawn(self.state.config.worker.concurrency);
         self.server.await
     }
 }
@@ -103,10 +129,13 @@ pub fn create_app(
             web::scope("/api")
                 .configure(crate::jobs::routes::configure)
                 .configure(crate::files::routes::configure)
+                .configure(crate::spectra::routes::configure)
                 .route("/openapi.json", web::get().to(crate::openapi::document))
                 .route("/docs", web::get().to(crate::openapi::docs_page))
                 .default_service(web::to(|| async {
-                    actix_web::ResponseError::error_response(&crate::error::ApiError::NotFound("no such API endpoint".into()))
+                    actix_web::ResponseError::error_response(&crate::error::ApiError::NotFound(
+                        "no such API endpoint".into(),
+                    ))
                 })),
         )
         .route("/static/{path:.*}", web::get().to(crate::assets::serve))
@@ -114,11 +143,18 @@ pub fn create_app(
 }
 
 /// SPEC §10: refuse foreign Host headers (DNS rebinding) and cross-site state changes.
-async fn guard(req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let verdict = req.app_data::<web::Data<RequestPolicy>>().and_then(|p| p.check(req.request()));
+async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let verdict = req
+        .app_data::<web::Data<RequestPolicy>>()
+        .and_then(|p| p.check(req.request()));
     match verdict {
         Some((status, message)) => {
-            let resp = HttpResponse::build(status).json(serde_json::json!({ "code": "forbidden", "message": message, "detail": message }));
+            let resp = HttpResponse::build(status).json(
+                serde_json::json!({ "code": "forbidden", "message": message, "detail": message }),
+            );
             Ok(req.into_response(resp).map_into_right_body())
         }
         None => Ok(next.call(req).await?.map_into_left_body()),

@@ -9,7 +9,11 @@ struct Assets;
 pub async fn serve(path: web::Path<String>) -> HttpResponse {
     match Assets::get(&path) {
         Some(file) => HttpResponse::Ok()
-            .content_type(mime_guess::from_path(path.as_str()).first_or_octet_stream().as_ref())
+            .content_type(
+                mime_guess::from_path(path.as_str())
+                    .first_or_octet_stream()
+                    .as_ref(),
+            )
             .insert_header(("Cache-Control", "public, max-age=86400"))
             .body(file.data.into_owned()),
         None => HttpResponse::NotFound().body("no such asset"),

@@ -78,25 +78,40 @@ impl Default for Config {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { bind: "127.0.0.1:8000".into(), allowed_hosts: Vec::new(), json_limit: 1 << 20 }
+        Self {
+            bind: "127.0.0.1:8000".into(),
+            allowed_hosts: Vec::new(),
+            json_limit: 1 << 20,
+        }
     }
 }
 
 impl Default for FilesConfig {
     fn default() -> Self {
-        Self { upload_limit: 4 << 30 }
+        Self {
+            upload_limit: 4 << 30,
+        }
     }
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { concurrency: 2, accept: Vec::new(), heartbeat_s: 2.0, lost_after_s: 30.0, poll_s: 1.0 }
+        Self {
+            concurrency: 2,
+            accept: Vec::new(),
+            heartbeat_s: 2.0,
+            lost_after_s: 30.0,
+            poll_s: 1.0,
+        }
     }
 }
 
 impl Default for GpuConfig {
     fn default() -> Self {
-        Self { slots: 1, device: "auto".into() }
+        Self {
+            slots: 1,
+            device: "auto".into(),
+        }
     }
 }
 
@@ -111,7 +126,12 @@ pub struct Overrides {
 }
 
 /// `MLJM_*` variables that are not configuration keys (read by the CLI client and the tests).
-const NON_CONFIG_VARS: &[&str] = &["MLJM_SERVER", "MLJM_CONFIG", "MLJM_TEST_DATABASE_URL", "MLJM_LOG"];
+const NON_CONFIG_VARS: &[&str] = &[
+    "MLJM_SERVER",
+    "MLJM_CONFIG",
+    "MLJM_TEST_DATABASE_URL",
+    "MLJM_LOG",
+];
 
 /// The flat names of the four flags, and `A__B` for any nested key.
 fn env_key(var: &str) -> String {
@@ -127,13 +147,18 @@ impl Config {
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match file {
-            Some(path) if !path.exists() => anyhow::bail!("config file {} does not exist", path.display()),
+            Some(path) if !path.exists() => {
+                anyhow::bail!("config file {} does not exist", path.display())
+            }
             Some(path) => fig = fig.merge(Toml::file(path)),
             None if Path::new("config.toml").exists() => fig = fig.merge(Toml::file("config.toml")),
             None => {}
         }
         let env = Env::prefixed("MLJM_")
-            .filter(|k| !NON_CONFIG_VARS.contains(&format!("MLJM_{}", k.as_str().to_ascii_uppercase()).as_str()))
+            .filter(|k| {
+                !NON_CONFIG_VARS
+                    .contains(&format!("MLJM_{}", k.as_str().to_ascii_uppercase()).as_str())
+            })
             .map(|k| env_key(k.as_str()).into());
         fig = fig.merge(env);
         let mut flags = serde_json::Map::new();
@@ -157,7 +182,9 @@ impl Config {
             flags.insert("worker".into(), worker.into());
         }
         fig = fig.merge(Serialized::defaults(serde_json::Value::Object(flags)));
-        let config: Config = fig.extract().map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        let config: Config = fig
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         config.check()?;
         Ok(config)
     }
@@ -167,7 +194,9 @@ impl Config {
         if !(w.heartbeat_s > 0.0 && w.lost_after_s > w.heartbeat_s && w.poll_s > 0.0) {
             anyhow::bail!(
                 "configuration: worker.heartbeat_s ({}) must be > 0 and below worker.lost_after_s ({}); worker.poll_s ({}) > 0",
-                w.heartbeat_s, w.lost_after_s, w.poll_s
+                w.heartbeat_s,
+                w.lost_after_s,
+                w.poll_s
             );
         }
         if self.gpu.slots == 0 {
@@ -186,7 +215,10 @@ impl Config {
 
     pub fn database_url(&self) -> String {
         if self.database_url.is_empty() {
-            format!("sqlite://{}?mode=rwc", self.data_dir.join("mljm.sqlite").display())
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("mljm.sqlite").display()
+            )
         } else {
             self.database_url.clone()
         }
@@ -200,7 +232,10 @@ mod tests {
     #[test]
     fn the_repository_config_toml_parses_to_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-        let parsed: Config = Figment::new().merge(Toml::file(path)).extract().expect("config.toml parses");
+        let parsed: Config = Figment::new()
+            .merge(Toml::file(path))
+            .extract()
+            .expect("config.toml parses");
         assert_eq!(parsed, Config::default());
     }
 
@@ -217,8 +252,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mljm-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "[server]\nbind = \"127.0.0.1:9\"\n[gpu]\nslots = 3\n").unwrap();
-        let o = Overrides { bind: Some("127.0.0.1:7".into()), ..Default::default() };
+        std::fs::write(
+            &file,
+            "[server]\nbind = \"127.0.0.1:9\"\n[gpu]\nslots = 3\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            bind: Some("127.0.0.1:7".into()),
+            ..Default::default()
+        };
         let c = Config::load(Some(&file), &o).unwrap();
         assert_eq!(c.server.bind, "127.0.0.1:7");
         assert_eq!(c.gpu.slots, 3);

@@ -8,7 +8,10 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
-    Invalid { field: Option<String>, message: String },
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -33,7 +36,10 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::Invalid { field: Some(field.into()), message: message.into() }
+        ApiError::Invalid {
+            field: Some(field.into()),
+            message: message.into(),
+        }
     }
 
     pub fn code(&self) -> &'static str {
@@ -81,31 +87,54 @@ impl ResponseError for ApiError {
             _ => None,
         };
         let message = self.to_string();
-        HttpResponse::build(self.status_code()).json(Body { code: self.code(), detail: message.clone(), message, field })
+        HttpResponse::build(self.status_code()).json(Body {
+            code: self.code(),
+            detail: message.clone(),
+            message,
+            field,
+        })
     }
 }
 
 /// Turns actix's extractor failures (bad JSON, bad query, oversized body) into our JSON shape.
 pub fn json_config(limit: usize) -> actix_web::web::JsonConfig {
-    actix_web::web::JsonConfig::default().limit(limit).error_handler(move |err, _| {
-        use actix_web::error::JsonPayloadError as E;
-        let api = match &err {
-            E::OverflowKnownLength { .. } | E::Overflow { .. } => {
-                ApiError::TooLarge(format!("JSON body larger than the limit of {limit} bytes (server.json_limit)"))
-            }
-            E::Deserialize(d) => ApiError::Invalid { field: None, message: format!("invalid JSON body: {d}") },
-            other => ApiError::Invalid { field: None, message: format!("invalid JSON body: {other}") },
-        };
-        api.into()
-    })
+    actix_web::web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |err, _| {
+            use actix_web::error::JsonPayloadError as E;
+            let api = match &err {
+                E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::TooLarge(format!(
+                    "JSON body larger than the limit of {limit} bytes (server.json_limit)"
+                )),
+                E::Deserialize(d) => ApiError::Invalid {
+                    field: None,
+                    message: format!("invalid JSON body: {d}"),
+                },
+                other => ApiError::Invalid {
+                    field: None,
+                    message: format!("invalid JSON body: {other}"),
+                },
+            };
+            api.into()
+        })
 }
 
 pub fn query_config() -> actix_web::web::QueryConfig {
-    actix_web::web::QueryConfig::default()
-        .error_handler(|err, _| ApiError::Invalid { field: None, message: format!("invalid query: {err}") }.into())
+    actix_web::web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::Invalid {
+            field: None,
+            message: format!("invalid query: {err}"),
+        }
+        .into()
+    })
 }
 
 pub fn path_config() -> actix_web::web::PathConfig {
-    actix_web::web::PathConfig::default()
-        .error_handler(|err, _| ApiError::Invalid { field: None, message: format!("invalid path: {err}") }.into())
+    actix_web::web::PathConfig::default().error_handler(|err, _| {
+        ApiError::Invalid {
+            field: None,
+            message: format!("invalid path: {err}"),
+        }
+        .into()
+    })
 }

@@ -13,4 +13,5 @@ pub mod jobs;
 pub mod openapi;
 pub mod science;
 pub mod security;
+pub mod spectra;
 pub mod worker;

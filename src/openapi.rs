@@ -3,7 +3,12 @@
 use actix_web::HttpResponse;
 use serde_json::{Value, json};
 
-fn op(summary: &str, params: &[Value], body: Option<Value>, responses: &[(&str, &str, Option<Value>)]) -> Value {
+fn op(
+    summary: &str,
+    params: &[Value],
+    body: Option<Value>,
+    responses: &[(&str, &str, Option<Value>)],
+) -> Value {
     let mut o = json!({ "summary": summary, "parameters": params, "responses": {} });
     if let Some(b) = body {
         o["requestBody"] = b;

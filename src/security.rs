@@ -30,7 +30,10 @@ impl RequestPolicy {
         let ip = host_part(bind).parse::<IpAddr>().ok();
         RequestPolicy {
             bind_ip: ip.filter(|ip| !ip.is_unspecified()),
-            allowed_hosts: allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            allowed_hosts: allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -49,7 +52,10 @@ impl RequestPolicy {
     /// `Some((status, reason))` when the request must be refused.
     pub fn check(&self, req: &HttpRequest) -> Option<(StatusCode, String)> {
         let headers = req.headers();
-        let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
         if !host.is_empty() && !self.host_allowed(host) {
             return Some((
                 StatusCode::MISDIRECTED_REQUEST,
@@ -60,13 +66,21 @@ impl RequestPolicy {
             return None;
         }
         if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-            return Some((StatusCode::FORBIDDEN, "cross-site requests may not change anything here".into()));
+            return Some((
+                StatusCode::FORBIDDEN,
+                "cross-site requests may not change anything here".into(),
+            ));
         }
         if let Some(origin) = headers.get("origin") {
             let origin = origin.to_str().unwrap_or("null");
-            let authority = origin.split_once("://").map(|(_, a)| a.trim_end_matches('/'));
+            let authority = origin
+                .split_once("://")
+                .map(|(_, a)| a.trim_end_matches('/'));
             if authority.is_none_or(|a| !a.eq_ignore_ascii_case(host)) {
-                return Some((StatusCode::FORBIDDEN, format!("requests from {origin} may not change anything here")));
+                return Some((
+                    StatusCode::FORBIDDEN,
+                    format!("requests from {origin} may not change anything here"),
+                ));
             }
         }
         None

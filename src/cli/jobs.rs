@@ -11,7 +11,12 @@ use crate::jobs::model::{JobPage, JobView};
 #[derive(Args, Debug)]
 pub struct JobsArgs {
     /// Server to talk to.
-    #[arg(long, env = "MLJM_SERVER", default_value = "http://127.0.0.1:8000", global = true)]
+    #[arg(
+        long,
+        env = "MLJM_SERVER",
+        default_value = "http://127.0.0.1:8000",
+        global = true
+    )]
     pub server: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -68,13 +73,19 @@ struct Client {
 
 impl Client {
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let resp = req.send().await.map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", self.base))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let msg = body.get("message").and_then(Value::as_str).unwrap_or("(no message)");
+        let msg = body
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("(no message)");
         anyhow::bail!("{status}: {msg}")
     }
 
@@ -88,7 +99,10 @@ impl Client {
 }
 
 pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
-    let c = Client { http: reqwest::Client::new(), base: args.server.clone() };
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: args.server.clone(),
+    };
     let print_job = |job: &JobView| -> anyhow::Result<()> {
         if args.json {
             println!("{}", serde_json::to_string_pretty(job)?);
@@ -98,41 +112,71 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
         Ok(())
     };
     match args.command {
-        JobsCommand::List { offset, limit, phase, job_type } => {
+        JobsCommand::List {
+            offset,
+            limit,
+            phase,
+            job_type,
+        } => {
             let mut q = vec![("offset", offset.to_string()), ("limit", limit.to_string())];
             q.extend(phase.map(|p| ("phase", p)));
             q.extend(job_type.map(|t| ("type", t)));
-            let page: JobPage = c.send(c.http.get(c.url("/jobs/")).query(&q)).await?.json().await?;
+            let page: JobPage = c
+                .send(c.http.get(c.url("/jobs/")).query(&q))
+                .await?
+                .json()
+                .await?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else {
                 print_table(&page);
             }
         }
-        JobsCommand::Show { job_id } => print_job(&c.job(c.http.get(c.url(&format!("/jobs/{job_id}")))).await?)?,
-        JobsCommand::Create { job_type, label, description, config, run } => {
+        JobsCommand::Show { job_id } => {
+            print_job(&c.job(c.http.get(c.url(&format!("/jobs/{job_id}")))).await?)?
+        }
+        JobsCommand::Create {
+            job_type,
+            label,
+            description,
+            config,
+            run,
+        } => {
             let config: Option<Value> = match config {
                 None => None,
                 Some(p) => {
                     let text = if p.as_os_str() == "-" {
                         std::io::read_to_string(std::io::stdin())?
                     } else {
-                        std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?
+                        std::fs::read_to_string(&p)
+                            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?
                     };
-                    Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("the config is not JSON: {e}"))?)
+                    Some(
+                        serde_json::from_str(&text)
+                            .map_err(|e| anyhow::anyhow!("the config is not JSON: {e}"))?,
+                    )
                 }
             };
             let body = json!({ "type": job_type, "label": label, "description": description, "config": config });
             let mut job = c.job(c.http.post(c.url("/jobs/")).json(&body)).await?;
             if run {
-                job = c.job(c.http.post(c.url(&format!("/jobs/{}/process/RUN", job.job_id)))).await?;
+                job = c
+                    .job(
+                        c.http
+                            .post(c.url(&format!("/jobs/{}/process/RUN", job.job_id))),
+                    )
+                    .await?;
             }
             print_job(&job)?;
         }
-        JobsCommand::Run { job_id } => print_job(&c.job(c.http.post(c.url(&format!("/jobs/{job_id}/process/RUN")))).await?)?,
-        JobsCommand::Abort { job_id } => {
-            print_job(&c.job(c.http.post(c.url(&format!("/jobs/{job_id}/process/ABORT")))).await?)?
-        }
+        JobsCommand::Run { job_id } => print_job(
+            &c.job(c.http.post(c.url(&format!("/jobs/{job_id}/process/RUN"))))
+                .await?,
+        )?,
+        JobsCommand::Abort { job_id } => print_job(
+            &c.job(c.http.post(c.url(&format!("/jobs/{job_id}/process/ABORT"))))
+                .await?,
+        )?,
         JobsCommand::Log { job_id, follow } => follow_log(&c, &job_id, follow).await?,
     }
     Ok(())
@@ -142,7 +186,13 @@ async fn follow_log(c: &Client, job_id: &str, follow: bool) -> anyhow::Result<()
     use std::io::Write;
     let mut offset = 0u64;
     loop {
-        let resp = c.send(c.http.get(c.url(&format!("/jobs/{job_id}/log"))).query(&[("offset", offset)])).await?;
+        let resp = c
+            .send(
+                c.http
+                    .get(c.url(&format!("/jobs/{job_id}/log")))
+                    .query(&[("offset", offset)]),
+            )
+            .await?;
         let bytes = resp.bytes().await?;
         offset += bytes.len() as u64;
         std::io::stdout().write_all(&bytes)?;
@@ -159,10 +209,16 @@ async fn follow_log(c: &Client, job_id: &str, follow: bool) -> anyhow::Result<()
 }
 
 fn print_table(page: &JobPage) {
-    println!("{:<36}  {:<24}  {:<18}  {:<10}  {:<19}  {:>9}", "JOB_ID", "LABEL", "TYPE", "PHASE", "CREATED", "DURATION");
+    println!(
+        "{:<36}  {:<24}  {:<18}  {:<10}  {:<19}  {:>9}",
+        "JOB_ID", "LABEL", "TYPE", "PHASE", "CREATED", "DURATION"
+    );
     for j in &page.jobs {
         let label: String = j.label.chars().take(24).collect();
-        let duration = j.execution_duration.map(|d| format!("{d:.1} s")).unwrap_or_default();
+        let duration = j
+            .execution_duration
+            .map(|d| format!("{d:.1} s"))
+            .unwrap_or_default();
         println!(
             "{:<36}  {:<24}  {:<18}  {:<10}  {:<19}  {:>9}",
             j.job_id,
@@ -173,11 +229,18 @@ fn print_table(page: &JobPage) {
             duration
         );
     }
-    eprintln!("{} of {} job(s), from offset {}", page.jobs.len(), page.total, page.offset);
+    eprintln!(
+        "{} of {} job(s), from offset {}",
+        page.jobs.len(),
+        page.total,
+        page.offset
+    );
 }
 
 fn print_details(j: &JobView) {
-    let t = |d: Option<chrono::DateTime<chrono::Utc>>| d.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into());
+    let t = |d: Option<chrono::DateTime<chrono::Utc>>| {
+        d.map(|d| d.to_rfc3339()).unwrap_or_else(|| "-".into())
+    };
     println!("job_id:      {}", j.job_id);
     println!("type:        {}", j.job_type);
     println!("label:       {}", j.label);
@@ -187,7 +250,12 @@ fn print_details(j: &JobView) {
     println!("created_at:  {}", j.created_at.to_rfc3339());
     println!("started_at:  {}", t(j.started_at));
     println!("ended_at:    {}", t(j.ended_at));
-    println!("duration:    {}", j.execution_duration.map(|d| format!("{d:.3} s")).unwrap_or_else(|| "-".into()));
+    println!(
+        "duration:    {}",
+        j.execution_duration
+            .map(|d| format!("{d:.3} s"))
+            .unwrap_or_else(|| "-".into())
+    );
     if let Some(e) = &j.error {
         println!("error:       {e}");
     }

@@ -1,6 +1,9 @@
-//! The command line: `serve`, `worker`, `migrate`, and the `jobs` client.
+//! The command line: `serve`, `worker`, `migrate`, `run`, `demo`, and the `jobs` client.
 
+pub mod demo;
 pub mod jobs;
+pub mod progress;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -12,10 +15,14 @@ use crate::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "mljm", version, about = "Machine-learning jobs over archives of astronomical spectra")]
+#[command(
+    name = "mljm",
+    version,
+    about = "Machine-learning jobs over archives of astronomical spectra"
+)]
 pub struct Cli {
-    /// Configuration file (default: ./config.toml when present).
-    #[arg(long, global = true, env = "MLJM_CONFIG")]
+    /// Configuration file (default: ./config.toml when present); before the subcommand.
+    #[arg(long, env = "MLJM_CONFIG")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -31,7 +38,16 @@ pub enum Command {
     Migrate(ServerArgs),
     /// Talk to a running server.
     Jobs(jobs::JobsArgs),
+    /// Run one job type in the foreground, without server or database.
+    Run(run::RunArgs),
+    /// Write a synthetic LAMOST survey (with known classes) and ready-made job configs.
+    Demo(demo::DemoArgs),
 }
+
+/// A mistake in how mljm was called (exit status 2), as opposed to a failure (1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
 
 #[derive(Args, Debug, Default)]
 pub struct ServerArgs {
@@ -54,7 +70,13 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     fn overrides(self) -> Overrides {
-        Overrides { data_dir: self.data_dir, database_url: self.database_url, bind: self.bind, workers: self.workers, accept: self.accept }
+        Overrides {
+            data_dir: self.data_dir,
+            database_url: self.database_url,
+            bind: self.bind,
+            workers: self.workers,
+            accept: self.accept,
+        }
     }
 }
 
@@ -67,7 +89,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let state = app.state();
             tracing::info!(
                 "mljm serving http://{} (database {}, data {})",
-                state.config.server.bind.replace(":0", &format!(":{}", app.port())),
+                state
+                    .config
+                    .server
+                    .bind
+                    .replace(":0", &format!(":{}", app.port())),
                 crate::db::redact(&state.config.database_url()),
                 state.config.data_dir.display()
             );
@@ -93,6 +119,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Demo(args) => demo::run(args, file).await,
     }
 }
 

@@ -39,9 +39,14 @@ pub async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
             .map_err(|e| anyhow::anyhow!("cannot open SQLite database {url}: {e}"))?;
         SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
     } else {
-        anyhow::bail!("database URL must start with postgres:// or sqlite: (got {})", redact(url));
+        anyhow::bail!(
+            "database URL must start with postgres:// or sqlite: (got {})",
+            redact(url)
+        );
     };
-    migrations::Migrator::up(&db, None).await.map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
+    migrations::Migrator::up(&db, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrations failed: {e}"))?;
     Ok(db)
 }
 
@@ -63,19 +68,33 @@ pub fn redact(url: &str) -> String {
 /// its URL (a fresh database per test run or benchmark).
 pub async fn create_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
-    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name:?}");
+    anyhow::ensure!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "bad database name {name:?}"
+    );
     let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
-    let server = admin_url.rsplit_once('/').map_or(admin_url, |(server, _)| server);
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    let server = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url, |(server, _)| server);
     Ok(format!("{server}/{name}"))
 }
 
 /// Drops database `name`, ending its open connections.
 pub async fn drop_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
-    anyhow::ensure!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad database name {name:?}");
+    anyhow::ensure!(
+        name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "bad database name {name:?}"
+    );
     let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await?;
     Ok(())
 }
 
@@ -87,7 +106,10 @@ pub fn is_postgres(db: &DatabaseConnection) -> bool {
 mod tests {
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

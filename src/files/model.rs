@@ -29,7 +29,14 @@ impl From<PathError> for ApiError {
 pub fn file_name(name: &str) -> Result<String, PathError> {
     let lower = name.to_ascii_lowercase();
     let encoded_separator = lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00");
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') || name.len() > 255 || encoded_separator {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.len() > 255
+        || encoded_separator
+    {
         return Err(PathError::BadName(name.to_string()));
     }
     Ok(name.to_string())
@@ -69,7 +76,9 @@ impl Storage {
     /// Creates the root if needed; the root itself is canonicalised once.
     pub fn open(root: &Path) -> std::io::Result<Storage> {
         std::fs::create_dir_all(root)?;
-        Ok(Storage { root: root.canonicalize()? })
+        Ok(Storage {
+            root: root.canonicalize()?,
+        })
     }
 
     pub fn root(&self) -> &Path {

@@ -39,17 +39,29 @@ async fn list(state: web::Data<AppState>, q: web::Query<Parent>) -> Result<HttpR
     Ok(HttpResponse::Ok().json(service::list(&state.storage, &q.parent_dir_path)?))
 }
 
-async fn delete(state: web::Data<AppState>, name: web::Path<String>, q: web::Query<Parent>) -> Result<HttpResponse> {
+async fn delete(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    q: web::Query<Parent>,
+) -> Result<HttpResponse> {
     service::delete_file(&state.storage, &q.parent_dir_path, &name)?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn make_dir(state: web::Data<AppState>, name: web::Path<String>, q: web::Query<Parent>) -> Result<HttpResponse> {
+async fn make_dir(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    q: web::Query<Parent>,
+) -> Result<HttpResponse> {
     let path = service::make_dir(&state.storage, &q.parent_dir_path, &name)?;
     Ok(HttpResponse::Created().json(json!({ "dirname": *name, "path": path })))
 }
 
-async fn remove_dir(state: web::Data<AppState>, name: web::Path<String>, q: web::Query<Parent>) -> Result<HttpResponse> {
+async fn remove_dir(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+    q: web::Query<Parent>,
+) -> Result<HttpResponse> {
     service::remove_dir(&state.storage, &q.parent_dir_path, &name)?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -61,12 +73,14 @@ async fn download(
     q: web::Query<Parent>,
 ) -> Result<HttpResponse> {
     let path = service::existing_file(&state.storage, &q.parent_dir_path, &name)?;
-    let file = actix_files::NamedFile::open_async(&path).await?.set_content_disposition(
-        actix_web::http::header::ContentDisposition {
+    let file = actix_files::NamedFile::open_async(&path)
+        .await?
+        .set_content_disposition(actix_web::http::header::ContentDisposition {
             disposition: actix_web::http::header::DispositionType::Attachment,
-            parameters: vec![actix_web::http::header::DispositionParam::Filename(name.to_string())],
-        },
-    );
+            parameters: vec![actix_web::http::header::DispositionParam::Filename(
+                name.to_string(),
+            )],
+        });
     Ok(file.into_response(&req))
 }
 
@@ -89,7 +103,10 @@ async fn upload(
     if target.is_dir() {
         return Err(ApiError::Conflict(format!("{name} is a directory")));
     }
-    let dir = target.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| state.storage.root().to_path_buf());
+    let dir = target
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| state.storage.root().to_path_buf());
     tokio::fs::create_dir_all(&dir).await?;
     let tmp = dir.join(format!(".upload-{}", uuid::Uuid::new_v4()));
     let result = receive(&mut form, &tmp, limit).await;
@@ -114,14 +131,21 @@ async fn upload(
 }
 
 pub fn too_large(limit: u64) -> ApiError {
-    ApiError::TooLarge(format!("upload larger than the limit of {limit} bytes (files.upload_limit)"))
+    ApiError::TooLarge(format!(
+        "upload larger than the limit of {limit} bytes (files.upload_limit)"
+    ))
 }
 
 /// Streams the first file part into `tmp`; `None` when the form has none.
 async fn receive(form: &mut Multipart, tmp: &std::path::Path, limit: u64) -> Result<Option<u64>> {
     while let Some(field) = form.next().await {
-        let mut field = field.map_err(|e| ApiError::invalid("file", format!("bad multipart body: {e}")))?;
-        if field.content_disposition().and_then(|cd| cd.get_filename()).is_none() {
+        let mut field =
+            field.map_err(|e| ApiError::invalid("file", format!("bad multipart body: {e}")))?;
+        if field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .is_none()
+        {
             while field.next().await.is_some() {}
             continue;
         }
@@ -132,12 +156,17 @@ async fn receive(form: &mut Multipart, tmp: &std::path::Path, limit: u64) -> Res
 
 /// Streams one multipart field to `dest`, refusing it (413) past `limit` bytes. Memory does
 /// not grow with the upload. The caller removes `dest` on error.
-pub async fn save_field(field: &mut actix_multipart::Field, dest: &std::path::Path, limit: u64) -> Result<u64> {
+pub async fn save_field(
+    field: &mut actix_multipart::Field,
+    dest: &std::path::Path,
+    limit: u64,
+) -> Result<u64> {
     let name = field.name().unwrap_or("file").to_string();
     let mut out = tokio::fs::File::create(dest).await?;
     let mut size = 0u64;
     while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| ApiError::invalid(&name, format!("upload interrupted: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::invalid(&name, format!("upload interrupted: {e}")))?;
         size += chunk.len() as u64;
         if size > limit {
             return Err(too_large(limit));

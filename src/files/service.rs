@@ -39,7 +39,12 @@ pub fn list(storage: &Storage, parent_dir_path: &str) -> Result<Listing, ApiErro
     let shown = display(&normalize(parent_dir_path)?);
     let entries = match std::fs::read_dir(&dir) {
         Ok(e) => e,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Err(ApiError::NotFound(format!("no directory {shown}")));
         }
         Err(e) => return Err(e.into()),
@@ -56,7 +61,11 @@ pub fn list(storage: &Storage, parent_dir_path: &str) -> Result<Listing, ApiErro
             directories.push(DirEntry { dirname: name });
         } else {
             let modified_at = meta.modified().ok().map(DateTime::<Utc>::from);
-            files.push(FileEntry { filename: name, size: meta.len(), modified_at });
+            files.push(FileEntry {
+                filename: name,
+                size: meta.len(),
+                modified_at,
+            });
         }
     }
     files.sort_by(|a, b| a.filename.cmp(&b.filename));
@@ -71,39 +80,63 @@ pub fn list(storage: &Storage, parent_dir_path: &str) -> Result<Listing, ApiErro
     })
 }
 
-pub fn delete_file(storage: &Storage, parent_dir_path: &str, filename: &str) -> Result<(), ApiError> {
+pub fn delete_file(
+    storage: &Storage,
+    parent_dir_path: &str,
+    filename: &str,
+) -> Result<(), ApiError> {
     let path = storage.entry(parent_dir_path, filename)?;
     match path.symlink_metadata() {
         Err(_) => Err(not_found(&format!("file {filename}"), parent_dir_path)),
-        Ok(m) if m.is_dir() => Err(ApiError::invalid("filename", format!("{filename} is a directory; delete it as a directory"))),
+        Ok(m) if m.is_dir() => Err(ApiError::invalid(
+            "filename",
+            format!("{filename} is a directory; delete it as a directory"),
+        )),
         Ok(_) => Ok(std::fs::remove_file(path)?),
     }
 }
 
-pub fn make_dir(storage: &Storage, parent_dir_path: &str, dirname: &str) -> Result<String, ApiError> {
+pub fn make_dir(
+    storage: &Storage,
+    parent_dir_path: &str,
+    dirname: &str,
+) -> Result<String, ApiError> {
     let path = storage.entry(parent_dir_path, dirname)?;
     if path.symlink_metadata().is_ok() {
-        return Err(ApiError::Conflict(format!("{dirname} already exists in {parent_dir_path}")));
+        return Err(ApiError::Conflict(format!(
+            "{dirname} already exists in {parent_dir_path}"
+        )));
     }
     std::fs::create_dir_all(&path)?;
-    Ok(display(&normalize(&format!("{parent_dir_path}/{dirname}"))?))
+    Ok(display(&normalize(&format!(
+        "{parent_dir_path}/{dirname}"
+    ))?))
 }
 
 /// Recursive; symlinks inside are removed as links, never followed.
 pub fn remove_dir(storage: &Storage, parent_dir_path: &str, dirname: &str) -> Result<(), ApiError> {
     let path = storage.entry(parent_dir_path, dirname)?;
     if normalize(&format!("{parent_dir_path}/{dirname}"))? == ["JOBS"] {
-        return Err(ApiError::Conflict("/JOBS holds the job directories; delete jobs instead".into()));
+        return Err(ApiError::Conflict(
+            "/JOBS holds the job directories; delete jobs instead".into(),
+        ));
     }
     match path.symlink_metadata() {
         Ok(m) if m.is_dir() => Ok(std::fs::remove_dir_all(path)?),
-        Ok(_) => Err(ApiError::invalid("dirname", format!("{dirname} is not a directory"))),
+        Ok(_) => Err(ApiError::invalid(
+            "dirname",
+            format!("{dirname} is not a directory"),
+        )),
         Err(_) => Err(not_found(&format!("directory {dirname}"), parent_dir_path)),
     }
 }
 
 /// Size of a file for Range checks and listings, or 404.
-pub fn existing_file(storage: &Storage, parent_dir_path: &str, filename: &str) -> Result<std::path::PathBuf, ApiError> {
+pub fn existing_file(
+    storage: &Storage,
+    parent_dir_path: &str,
+    filename: &str,
+) -> Result<std::path::PathBuf, ApiError> {
     let path = storage.entry(parent_dir_path, filename)?;
     if Path::new(&path).is_file() {
         Ok(path)

@@ -27,22 +27,38 @@ impl ScriptConfig {
     pub fn parse(config: &Value) -> Result<ScriptConfig, ConfigError> {
         let c: ScriptConfig = parse_config(config)?;
         match c.command.first() {
-            None => return Err(ConfigError::new("command", "must name a program: [\"prog\", \"arg\", …]")),
-            Some(p) if p.trim().is_empty() => return Err(ConfigError::new("command[0]", "the program name is empty")),
+            None => {
+                return Err(ConfigError::new(
+                    "command",
+                    "must name a program: [\"prog\", \"arg\", …]",
+                ));
+            }
+            Some(p) if p.trim().is_empty() => {
+                return Err(ConfigError::new("command[0]", "the program name is empty"));
+            }
             _ => {}
         }
         if let Some(i) = c.command.iter().position(|a| a.contains('\0')) {
-            return Err(ConfigError::new(format!("command[{i}]"), "must not contain NUL"));
+            return Err(ConfigError::new(
+                format!("command[{i}]"),
+                "must not contain NUL",
+            ));
         }
         for (k, v) in &c.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return Err(ConfigError::new(format!("env.{k}"), "names must be non-empty without '=' or NUL; values without NUL"));
+                return Err(ConfigError::new(
+                    format!("env.{k}"),
+                    "names must be non-empty without '=' or NUL; values without NUL",
+                ));
             }
         }
         if let Some(t) = c.timeout_s
             && !(t.is_finite() && t > 0.0 && t <= MAX_TIMEOUT_S)
         {
-            return Err(ConfigError::new("timeout_s", format!("must be between 0 and {MAX_TIMEOUT_S} seconds (got {t})")));
+            return Err(ConfigError::new(
+                "timeout_s",
+                format!("must be between 0 and {MAX_TIMEOUT_S} seconds (got {t})"),
+            ));
         }
         Ok(c)
     }
@@ -95,7 +111,9 @@ async fn run_script(ctx: JobContext) -> anyhow::Result<()> {
     let _group = KillGroupOnDrop(pgid);
     let out = tokio::spawn(copy_to_log(child.stdout.take(), ctx.log.clone()));
     let err = tokio::spawn(copy_to_log(child.stderr.take(), ctx.log.clone()));
-    let deadline = cfg.timeout_s.map(|t| tokio::time::Instant::now() + Duration::from_secs_f64(t));
+    let deadline = cfg
+        .timeout_s
+        .map(|t| tokio::time::Instant::now() + Duration::from_secs_f64(t));
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let status = loop {
         tokio::select! {
@@ -129,7 +147,10 @@ async fn run_script(ctx: JobContext) -> anyhow::Result<()> {
             Some(code) => anyhow::bail!("script exited with status {code}"),
             None => {
                 use std::os::unix::process::ExitStatusExt;
-                anyhow::bail!("script killed by signal {}", status.signal().unwrap_or_default())
+                anyhow::bail!(
+                    "script killed by signal {}",
+                    status.signal().unwrap_or_default()
+                )
             }
         }
     }
@@ -170,16 +191,31 @@ mod tests {
 
     #[test]
     fn an_empty_command_is_rejected() {
-        assert_eq!(ScriptConfig::parse(&json!({"command": []})).unwrap_err().field, "command");
+        assert_eq!(
+            ScriptConfig::parse(&json!({"command": []}))
+                .unwrap_err()
+                .field,
+            "command"
+        );
     }
 
     #[test]
     fn a_negative_timeout_is_rejected() {
-        assert_eq!(ScriptConfig::parse(&json!({"command": ["true"], "timeout_s": -1})).unwrap_err().field, "timeout_s");
+        assert_eq!(
+            ScriptConfig::parse(&json!({"command": ["true"], "timeout_s": -1}))
+                .unwrap_err()
+                .field,
+            "timeout_s"
+        );
     }
 
     #[test]
     fn env_values_must_be_strings() {
-        assert_eq!(ScriptConfig::parse(&json!({"command": ["true"], "env": {"A": 1}})).unwrap_err().field, "env.A");
+        assert_eq!(
+            ScriptConfig::parse(&json!({"command": ["true"], "env": {"A": 1}}))
+                .unwrap_err()
+                .field,
+            "env.A"
+        );
     }
 }

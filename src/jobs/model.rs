@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Phase {
@@ -50,8 +52,14 @@ impl From<PhaseConflict> for ApiError {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 6] =
-        [Phase::Pending, Phase::Queued, Phase::Processing, Phase::Completed, Phase::Error, Phase::Aborted];
+    pub const ALL: [Phase; 6] = [
+        Phase::Pending,
+        Phase::Queued,
+        Phase::Processing,
+        Phase::Completed,
+        Phase::Error,
+        Phase::Aborted,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -88,7 +96,10 @@ impl Phase {
             (Processing, Complete) => Ok(Completed),
             (Processing, Fail) => Ok(Error),
             (Processing, Requeue) => Ok(Queued),
-            (phase, action) => Err(PhaseConflict { phase, action: action.verb() }),
+            (phase, action) => Err(PhaseConflict {
+                phase,
+                action: action.verb(),
+            }),
         }
     }
 }
@@ -114,7 +125,13 @@ impl std::fmt::Display for Phase {
 
 fn reject_control(field: &str, s: &str) -> Result<(), ApiError> {
     match s.chars().find(|c| c.is_control()) {
-        Some(c) => Err(ApiError::invalid(field, format!("{field} must not contain control characters (found U+{:04X})", c as u32))),
+        Some(c) => Err(ApiError::invalid(
+            field,
+            format!(
+                "{field} must not contain control characters (found U+{:04X})",
+                c as u32
+            ),
+        )),
         None => Ok(()),
     }
 }
@@ -127,7 +144,10 @@ impl Label {
     pub fn parse(s: &str) -> Result<Label, ApiError> {
         let n = s.chars().count();
         if n == 0 || n > 50 || s.trim().is_empty() {
-            return Err(ApiError::invalid("label", format!("label must be 1 to 50 characters (got {n})")));
+            return Err(ApiError::invalid(
+                "label",
+                format!("label must be 1 to 50 characters (got {n})"),
+            ));
         }
         reject_control("label", s)?;
         Ok(Label(s.to_string()))
@@ -139,7 +159,16 @@ impl Label {
 
     /// Lowercase, every non-alphanumeric character replaced by `_`.
     pub fn slug(&self) -> String {
-        self.0.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
+        self.0
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
     }
 }
 
@@ -151,7 +180,10 @@ impl Description {
     pub fn parse(s: &str) -> Result<Description, ApiError> {
         let n = s.chars().count();
         if n > 255 {
-            return Err(ApiError::invalid("description", format!("description must be at most 255 characters (got {n})")));
+            return Err(ApiError::invalid(
+                "description",
+                format!("description must be at most 255 characters (got {n})"),
+            ));
         }
         reject_control("description", s)?;
         Ok(Description(s.to_string()))
@@ -262,7 +294,11 @@ mod tests {
     #[test]
     fn run_is_allowed_from_pending_only() {
         for p in Phase::ALL {
-            assert_eq!(p.transition(Action::Run).is_ok(), p == Phase::Pending, "{p}");
+            assert_eq!(
+                p.transition(Action::Run).is_ok(),
+                p == Phase::Pending,
+                "{p}"
+            );
         }
     }
 
@@ -274,7 +310,10 @@ mod tests {
 
     #[test]
     fn end_actions_need_a_processing_job() {
-        assert_eq!(Phase::Processing.transition(Action::Complete), Ok(Phase::Completed));
+        assert_eq!(
+            Phase::Processing.transition(Action::Complete),
+            Ok(Phase::Completed)
+        );
         assert_eq!(Phase::Processing.transition(Action::Fail), Ok(Phase::Error));
         assert!(Phase::Queued.transition(Action::Complete).is_err());
     }

@@ -58,23 +58,56 @@ fn is_htmx(req: &HttpRequest) -> bool {
 
 fn html(body: Result<String, askama::Error>) -> Result<HttpResponse, ApiError> {
     let body = body.map_err(|e| ApiError::Internal(anyhow::anyhow!("template: {e}")))?;
-    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body))
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(body))
 }
 
-async fn jobs_page(req: HttpRequest, state: web::Data<AppState>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
-    let q = ListQuery { limit: Some(q.limit.unwrap_or(20)), ..q.into_inner() };
+async fn jobs_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = ListQuery {
+        limit: Some(q.limit.unwrap_or(20)),
+        ..q.into_inner()
+    };
     let phase = q.phase.clone().unwrap_or_default();
     let job_type = q.job_type.clone().unwrap_or_default();
     let page = service::list(&state, q).await?;
     let next_offset = Some(page.offset + page.limit).filter(|n| *n < page.total);
     let prev_offset = (page.offset > 0).then(|| page.offset.saturating_sub(page.limit));
     if is_htmx(&req) {
-        return html(JobRows { page: &page, phase, job_type, next_offset, prev_offset }.render());
+        return html(
+            JobRows {
+                page: &page,
+                phase,
+                job_type,
+                next_offset,
+                prev_offset,
+            }
+            .render(),
+        );
     }
-    html(JobsList { page: &page, phases: &Phase::ALL, phase, job_type, types: state.registry.names(), next_offset, prev_offset }.render())
+    html(
+        JobsList {
+            page: &page,
+            phases: &Phase::ALL,
+            phase,
+            job_type,
+            types: state.registry.names(),
+            next_offset,
+            prev_offset,
+        }
+        .render(),
+    )
 }
 
-async fn job_page(req: HttpRequest, state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+async fn job_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let job = service::get(&state, *id).await?;
     if is_htmx(&req) {
         return html(JobSummary { job: &job }.render());
@@ -83,9 +116,14 @@ async fn job_page(req: HttpRequest, state: web::Data<AppState>, id: web::Path<Uu
     html(JobShow { job: &job, log }.render())
 }
 
-async fn log_tail(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+async fn log_tail(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let log = tail(&service::log(&state, *id, LogPart::Last(TAIL_BYTES)).await?);
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(log))
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(log))
 }
 
 /// Enough bytes for 200 ordinary lines; a page never reads a long log from its start.

@@ -45,7 +45,11 @@ async fn get(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(service::get(&state, *id).await?))
 }
 
-async fn edit(state: web::Data<AppState>, id: web::Path<Uuid>, body: web::Json<JobEdit>) -> Result<HttpResponse> {
+async fn edit(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    body: web::Json<JobEdit>,
+) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(service::edit(&state, *id, body.into_inner()).await?))
 }
 
@@ -54,22 +58,39 @@ async fn delete(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpR
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn process(state: web::Data<AppState>, path: web::Path<(Uuid, String)>) -> Result<HttpResponse> {
+async fn process(
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, String)>,
+) -> Result<HttpResponse> {
     let (id, action) = path.into_inner();
     let job = match action.as_str() {
         "RUN" => service::run(&state, id).await?,
         "ABORT" => service::abort(&state, id).await?,
-        other => return Err(ApiError::invalid("action", format!("unknown action {other:?}; RUN or ABORT"))),
+        other => {
+            return Err(ApiError::invalid(
+                "action",
+                format!("unknown action {other:?}; RUN or ABORT"),
+            ));
+        }
     };
     Ok(HttpResponse::Accepted().json(job))
 }
 
-async fn end(state: web::Data<AppState>, path: web::Path<(Uuid, String)>, body: web::Json<EndTimes>) -> Result<HttpResponse> {
+async fn end(
+    state: web::Data<AppState>,
+    path: web::Path<(Uuid, String)>,
+    body: web::Json<EndTimes>,
+) -> Result<HttpResponse> {
     let (id, phase) = path.into_inner();
     let action = match phase.as_str() {
         "COMPLETE" => Action::Complete,
         "ERROR" => Action::Fail,
-        other => return Err(ApiError::invalid("phase", format!("unknown end {other:?}; COMPLETE or ERROR"))),
+        other => {
+            return Err(ApiError::invalid(
+                "phase",
+                format!("unknown end {other:?}; COMPLETE or ERROR"),
+            ));
+        }
     };
     Ok(HttpResponse::Ok().json(service::end(&state, id, action, body.into_inner()).await?))
 }
@@ -80,7 +101,11 @@ struct LogQuery {
     offset: u64,
 }
 
-async fn log(state: web::Data<AppState>, id: web::Path<Uuid>, q: web::Query<LogQuery>) -> Result<HttpResponse> {
+async fn log(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    q: web::Query<LogQuery>,
+) -> Result<HttpResponse> {
     let bytes = service::log(&state, *id, LogPart::From(q.offset)).await?;
     let next = q.offset + bytes.len() as u64;
     Ok(HttpResponse::Ok()
@@ -92,7 +117,10 @@ async fn log(state: web::Data<AppState>, id: web::Path<Uuid>, q: web::Query<LogQ
 /// The original's one-call script submission: a `config` JSON part and an `entrypoint` file,
 /// streamed to a temporary file and handed to `service::submit`.
 async fn submit(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpResponse> {
-    let staging = state.runtime.job_dir("/JOBS").join(format!(".upload-{}", Uuid::new_v4()));
+    let staging = state
+        .runtime
+        .job_dir("/JOBS")
+        .join(format!(".upload-{}", Uuid::new_v4()));
     let result = read_submit_form(&state, &mut form, &staging).await;
     let job = match result {
         Ok((config, name)) => service::submit(&state, config, &name, &staging).await,
@@ -105,34 +133,63 @@ async fn submit(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpR
 }
 
 /// The `config` JSON and the entrypoint's file name; the entrypoint itself goes to `staging`.
-async fn read_submit_form(state: &AppState, form: &mut Multipart, staging: &std::path::Path) -> Result<(Value, String)> {
+async fn read_submit_form(
+    state: &AppState,
+    form: &mut Multipart,
+    staging: &std::path::Path,
+) -> Result<(Value, String)> {
     let mut config: Option<Value> = None;
     let mut entrypoint: Option<String> = None;
     while let Some(field) = form.next().await {
-        let mut field = field.map_err(|e| ApiError::invalid("form", format!("bad multipart body: {e}")))?;
+        let mut field =
+            field.map_err(|e| ApiError::invalid("form", format!("bad multipart body: {e}")))?;
         match field.name().unwrap_or_default() {
             "config" => {
                 let limit = state.config.server.json_limit;
                 let mut data = Vec::new();
                 while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(|e| ApiError::invalid("config", format!("upload interrupted: {e}")))?;
+                    let chunk = chunk.map_err(|e| {
+                        ApiError::invalid("config", format!("upload interrupted: {e}"))
+                    })?;
                     if data.len() + chunk.len() > limit {
-                        return Err(ApiError::TooLarge(format!("the config part is larger than server.json_limit ({limit} bytes)")));
+                        return Err(ApiError::TooLarge(format!(
+                            "the config part is larger than server.json_limit ({limit} bytes)"
+                        )));
                     }
                     data.extend_from_slice(&chunk);
                 }
-                config = Some(serde_json::from_slice(&data).map_err(|e| ApiError::invalid("config", format!("not JSON: {e}")))?);
+                config = Some(
+                    serde_json::from_slice(&data)
+                        .map_err(|e| ApiError::invalid("config", format!("not JSON: {e}")))?,
+                );
             }
             "entrypoint" => {
-                let name = field.content_disposition().and_then(|cd| cd.get_filename()).map(str::to_string);
-                let name = name.ok_or_else(|| ApiError::invalid("entrypoint", "the entrypoint part has no file name"))?;
-                crate::files::routes::save_field(&mut field, staging, state.config.files.upload_limit).await?;
+                let name = field
+                    .content_disposition()
+                    .and_then(|cd| cd.get_filename())
+                    .map(str::to_string);
+                let name = name.ok_or_else(|| {
+                    ApiError::invalid("entrypoint", "the entrypoint part has no file name")
+                })?;
+                crate::files::routes::save_field(
+                    &mut field,
+                    staging,
+                    state.config.files.upload_limit,
+                )
+                .await?;
                 entrypoint = Some(name);
             }
-            other => return Err(ApiError::invalid(other, format!("unexpected form part {other:?}; expected config and entrypoint"))),
+            other => {
+                return Err(ApiError::invalid(
+                    other,
+                    format!("unexpected form part {other:?}; expected config and entrypoint"),
+                ));
+            }
         }
     }
-    let config = config.ok_or_else(|| ApiError::invalid("config", "the form has no config part"))?;
-    let name = entrypoint.ok_or_else(|| ApiError::invalid("entrypoint", "the form has no entrypoint part"))?;
+    let config =
+        config.ok_or_else(|| ApiError::invalid("config", "the form has no config part"))?;
+    let name = entrypoint
+        .ok_or_else(|| ApiError::invalid("entrypoint", "the form has no entrypoint part"))?;
     Ok((config, name))
 }

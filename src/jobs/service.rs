@@ -6,7 +6,8 @@ use std::io::{Read, Seek, SeekFrom};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -53,12 +54,19 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
         return Err(state.registry.unknown(&new.job_type));
     }
     let label = Label::parse(&new.label)?;
-    let description = new.description.as_deref().map(Description::parse).transpose()?.map(Description::into_inner);
+    let description = new
+        .description
+        .as_deref()
+        .map(Description::parse)
+        .transpose()?
+        .map(Description::into_inner);
     if let Some(cfg) = &new.config {
         state.registry.check(&new.job_type, cfg)?;
     }
     if let Some(parent) = new.parent_job_id {
-        find(state, parent).await.map_err(|_| ApiError::invalid("parent_job_id", format!("no job {parent}")))?;
+        find(state, parent)
+            .await
+            .map_err(|_| ApiError::invalid("parent_job_id", format!("no job {parent}")))?;
     }
     let id = Uuid::new_v4();
     let dir_path = job_dir_path(&label, id);
@@ -96,7 +104,10 @@ fn write_config(dir: &std::path::Path, cfg: &Value) -> Result<(), ApiError> {
 }
 
 async fn find(state: &AppState, id: Uuid) -> Result<job::Model, ApiError> {
-    job::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+    job::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
 }
 
 pub async fn get(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
@@ -111,7 +122,10 @@ pub async fn edit(state: &AppState, id: Uuid, edit: JobEdit) -> Result<JobView, 
         changed = true;
     }
     if let Some(d) = &edit.description {
-        update = update.col_expr(C::Description, Expr::value(Description::parse(d)?.into_inner()));
+        update = update.col_expr(
+            C::Description,
+            Expr::value(Description::parse(d)?.into_inner()),
+        );
         changed = true;
     }
     find(state, id).await?;
@@ -124,7 +138,10 @@ pub async fn edit(state: &AppState, id: Uuid, edit: JobEdit) -> Result<JobView, 
 pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     let job = find(state, id).await?;
     if job.phase.is_active() {
-        return Err(ApiError::Conflict(format!("cannot delete a job in phase {}: ABORT it first", job.phase)));
+        return Err(ApiError::Conflict(format!(
+            "cannot delete a job in phase {}: ABORT it first",
+            job.phase
+        )));
     }
     let removed = job::Entity::delete_many()
         .filter(C::JobId.eq(id))
@@ -132,13 +149,18 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
         .exec(&state.db)
         .await?;
     if removed.rows_affected == 0 {
-        return Err(ApiError::Conflict("the job was started meanwhile: ABORT it first".into()));
+        return Err(ApiError::Conflict(
+            "the job was started meanwhile: ABORT it first".into(),
+        ));
     }
     let dir = state.runtime.job_dir(&job.dir_path);
     if let Err(e) = std::fs::remove_dir_all(&dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        tracing::warn!("job {id} deleted, but its directory {} stays: {e}", dir.display());
+        tracing::warn!(
+            "job {id} deleted, but its directory {} stays: {e}",
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -147,14 +169,27 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
 pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     let job = find(state, id).await?;
     job.phase.transition(Action::Run)?;
-    let config = job.config.as_ref().ok_or_else(|| ApiError::invalid("config", "the job has no config to run"))?;
+    let config = job
+        .config
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("config", "the job has no config to run"))?;
     state.registry.check(&job.job_type, config)?;
-    let won = compare_and_set(&state.db, id, Phase::Pending, None, vec![(C::Phase, phase_value(Phase::Queued))]).await?;
+    let won = compare_and_set(
+        &state.db,
+        id,
+        Phase::Pending,
+        None,
+        vec![(C::Phase, phase_value(Phase::Queued))],
+    )
+    .await?;
     if !won {
         let now = find(state, id).await?;
-        return Err(now.phase.transition(Action::Run).err().map(ApiError::from).unwrap_or_else(|| {
-            ApiError::Conflict("the job changed meanwhile; try again".into())
-        }));
+        return Err(now
+            .phase
+            .transition(Action::Run)
+            .err()
+            .map(ApiError::from)
+            .unwrap_or_else(|| ApiError::Conflict("the job changed meanwhile; try again".into())));
     }
     // Answer with the phase this call wrote: a worker may claim the job before we read it back.
     let mut queued = JobView::from(job);
@@ -185,14 +220,25 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
 /// The original's upload form: `config` (label, description, command as a string for `sh -c`
 /// or a list, env, timeout_s) plus an entrypoint already saved at `staged`. Creates the SCRIPT
 /// job, moves the entrypoint into its directory, and runs it.
-pub async fn submit(state: &AppState, form: Value, entrypoint: &str, staged: &std::path::Path) -> Result<JobView, ApiError> {
-    let name = crate::files::model::file_name(entrypoint).map_err(|e| ApiError::invalid("entrypoint", e.to_string()))?;
+pub async fn submit(
+    state: &AppState,
+    form: Value,
+    entrypoint: &str,
+    staged: &std::path::Path,
+) -> Result<JobView, ApiError> {
+    let name = crate::files::model::file_name(entrypoint)
+        .map_err(|e| ApiError::invalid("entrypoint", e.to_string()))?;
     let text = |k: &str| form.get(k).and_then(Value::as_str).map(str::to_string);
     let command = match form.get("command") {
         Some(Value::String(s)) => serde_json::json!(["sh", "-c", s]),
         Some(Value::Array(a)) => Value::Array(a.clone()),
         None => serde_json::json!(["sh", name]),
-        Some(_) => return Err(ApiError::invalid("config.command", "command must be a string or a list of strings")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "config.command",
+                "command must be a string or a list of strings",
+            ));
+        }
     };
     let mut config = serde_json::json!({ "command": command });
     for key in ["env", "timeout_s"] {
@@ -202,7 +248,8 @@ pub async fn submit(state: &AppState, form: Value, entrypoint: &str, staged: &st
     }
     let new = NewJob {
         job_type: "SCRIPT".into(),
-        label: text("label").ok_or_else(|| ApiError::invalid("config.label", "label is required"))?,
+        label: text("label")
+            .ok_or_else(|| ApiError::invalid("config.label", "label is required"))?,
         description: text("description"),
         config: Some(config),
         parent_job_id: None,
@@ -224,9 +271,17 @@ pub struct EndTimes {
 }
 
 /// An external runner reports the end of a PROCESSING job (the original's `/end/…`).
-pub async fn end(state: &AppState, id: Uuid, action: Action, times: EndTimes) -> Result<JobView, ApiError> {
+pub async fn end(
+    state: &AppState,
+    id: Uuid,
+    action: Action,
+    times: EndTimes,
+) -> Result<JobView, ApiError> {
     if times.ended_at < times.started_at {
-        return Err(ApiError::invalid("ended_at", "ended_at is before started_at"));
+        return Err(ApiError::invalid(
+            "ended_at",
+            "ended_at is before started_at",
+        ));
     }
     let job = find(state, id).await?;
     let to = job.phase.transition(action)?;
@@ -245,7 +300,9 @@ pub async fn end(state: &AppState, id: Uuid, action: Action, times: EndTimes) ->
     )
     .await?;
     if !won {
-        return Err(ApiError::Conflict("the job changed meanwhile; read it again".into()));
+        return Err(ApiError::Conflict(
+            "the job changed meanwhile; read it again".into(),
+        ));
     }
     get(state, id).await
 }
@@ -254,12 +311,21 @@ pub async fn list(state: &AppState, q: ListQuery) -> Result<JobPage, ApiError> {
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(10);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::invalid("limit", format!("limit must be between 1 and {MAX_LIMIT} (got {limit})")));
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit must be between 1 and {MAX_LIMIT} (got {limit})"),
+        ));
     }
     let mut select = job::Entity::find();
     if let Some(p) = q.phase.as_deref().filter(|p| !p.is_empty()) {
         let phase = Phase::parse(p).ok_or_else(|| {
-            ApiError::invalid("phase", format!("unknown phase {p:?}; one of {}", Phase::ALL.map(|p| p.as_str()).join(", ")))
+            ApiError::invalid(
+                "phase",
+                format!(
+                    "unknown phase {p:?}; one of {}",
+                    Phase::ALL.map(|p| p.as_str()).join(", ")
+                ),
+            )
         })?;
         select = select.filter(C::Phase.eq(phase));
     }
@@ -274,7 +340,12 @@ pub async fn list(state: &AppState, q: ListQuery) -> Result<JobPage, ApiError> {
         .limit(limit)
         .all(&state.db)
         .await?;
-    Ok(JobPage { total, offset, limit, jobs: rows.into_iter().map(JobView::from).collect() })
+    Ok(JobPage {
+        total,
+        offset,
+        limit,
+        jobs: rows.into_iter().map(JobView::from).collect(),
+    })
 }
 
 /// Which part of a job log to read.

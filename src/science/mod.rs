@@ -1,6 +1,11 @@
 //! Science code: plain data in, plain data out, no web or database types. Long work takes a
 //! [`Cancel`] flag and reports to a [`Progress`], which the worker and `mljm run` both read.
 
+pub mod demo;
+pub mod fits;
+pub mod h5;
+pub mod preprocess;
+
 use std::sync::{
     Arc, Mutex,
     atomic::{AtomicBool, AtomicU64, Ordering},
@@ -55,7 +60,11 @@ impl Progress {
     /// (step, done, total)
     pub fn snapshot(&self) -> (String, u64, u64) {
         let step = self.0.step.lock().map(|s| s.clone()).unwrap_or_default();
-        (step, self.0.done.load(Ordering::Relaxed), self.0.total.load(Ordering::Relaxed))
+        (
+            step,
+            self.0.done.load(Ordering::Relaxed),
+            self.0.total.load(Ordering::Relaxed),
+        )
     }
 }
 

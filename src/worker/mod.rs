@@ -7,7 +7,9 @@ pub mod registry;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
+};
 use tokio::{sync::Semaphore, task::JoinSet};
 use uuid::Uuid;
 
@@ -18,7 +20,7 @@ use crate::{
     science::{Cancel, Progress},
 };
 use queue::{Queue, compare_and_set, now_ms, phase_value};
-use registry::{JobContext, JobLog, Registry};
+use registry::{JobContext, JobLog, Paths, Registry};
 
 /// What everything that runs jobs in this process shares.
 #[derive(Clone)]
@@ -26,6 +28,7 @@ pub struct Runtime {
     pub queue: Queue,
     pub registry: Arc<Registry>,
     pub files_root: PathBuf,
+    pub spectra_root: PathBuf,
     pub gpu: Arc<Semaphore>,
     pub worker_id: String,
     pub heartbeat: Duration,
@@ -48,7 +51,10 @@ impl Runtime {
         for name in &config.worker.accept {
             match registry.names().into_iter().find(|n| n == name) {
                 Some(n) => accept.push(n),
-                None => anyhow::bail!("worker.accept names unknown job type {name:?}; known: {}", registry.names().join(", ")),
+                None => anyhow::bail!(
+                    "worker.accept names unknown job type {name:?}; known: {}",
+                    registry.names().join(", ")
+                ),
             }
         }
         if accept.is_empty() {
@@ -59,8 +65,14 @@ impl Runtime {
             queue,
             registry,
             files_root: config.files_root(),
+            spectra_root: config.spectra_root(),
             gpu: Arc::new(Semaphore::new(config.gpu.slots)),
-            worker_id: format!("{}:{}:{}", host.trim(), std::process::id(), &Uuid::new_v4().to_string()[..8]),
+            worker_id: format!(
+                "{}:{}:{}",
+                host.trim(),
+                std::process::id(),
+                &Uuid::new_v4().to_string()[..8]
+            ),
             heartbeat: Duration::from_secs_f64(config.worker.heartbeat_s),
             lost_after: Duration::from_secs_f64(config.worker.lost_after_s),
             poll: Duration::from_secs_f64(config.worker.poll_s),
@@ -117,7 +129,10 @@ impl Runtime {
     }
 
     /// Claims the next job this worker may run now; a GPU job only with a free GPU slot.
-    pub async fn claim_next(&self) -> Result<Option<(job::Model, Option<tokio::sync::OwnedSemaphorePermit>)>, sea_orm::DbErr> {
+    pub async fn claim_next(
+        &self,
+    ) -> Result<Option<(job::Model, Option<tokio::sync::OwnedSemaphorePermit>)>, sea_orm::DbErr>
+    {
         let permit = self.gpu.clone().try_acquire_owned().ok();
         let types: Vec<&str> = self
             .accept
@@ -128,7 +143,10 @@ impl Runtime {
         let Some(job) = self.queue.claim(&types, &self.worker_id).await? else {
             return Ok(None);
         };
-        let needs_gpu = self.registry.get(&job.job_type).is_some_and(|jt| jt.needs_gpu());
+        let needs_gpu = self
+            .registry
+            .get(&job.job_type)
+            .is_some_and(|jt| jt.needs_gpu());
         Ok(Some((job, permit.filter(|_| needs_gpu))))
     }
 
@@ -139,15 +157,34 @@ impl Runtime {
     /// Runs a claimed job to its end and writes its terminal phase (unless superseded).
     pub async fn run_one(&self, job: job::Model) -> Outcome {
         let dir = self.job_dir(&job.dir_path);
-        let log = match std::fs::create_dir_all(&dir).and_then(|_| JobLog::open(&dir.join("log.txt"))) {
-            Ok(log) => log,
-            Err(e) => return self.finish(&job, Err(format!("cannot open the job directory {}: {e}", dir.display())), None).await,
-        };
-        log.line(&format!("{} job {} started (attempt {}) on worker {}", job.job_type, job.job_id, job.attempt, self.worker_id));
+        let log =
+            match std::fs::create_dir_all(&dir).and_then(|_| JobLog::open(&dir.join("log.txt"))) {
+                Ok(log) => log,
+                Err(e) => {
+                    return self
+                        .finish(
+                            &job,
+                            Err(format!(
+                                "cannot open the job directory {}: {e}",
+                                dir.display()
+                            )),
+                            None,
+                        )
+                        .await;
+                }
+            };
+        log.line(&format!(
+            "{} job {} started (attempt {}) on worker {}",
+            job.job_type, job.job_id, job.attempt, self.worker_id
+        ));
         let config = job.config.clone().unwrap_or(serde_json::Value::Null);
         let unknown = self.registry.unknown_keys(&job.job_type, &config);
         if !unknown.is_empty() {
-            log.line(&format!("warning: config keys not used by {}: {}", job.job_type, unknown.join(", ")));
+            log.line(&format!(
+                "warning: config keys not used by {}: {}",
+                job.job_type,
+                unknown.join(", ")
+            ));
         }
         let result = match self.registry.get(&job.job_type) {
             None => Err(format!("this worker has no job type {:?}", job.job_type)),
@@ -159,18 +196,26 @@ impl Runtime {
                         job_id: job.job_id,
                         dir,
                         config,
+                        paths: Paths::Server {
+                            spectra: self.spectra_root.clone(),
+                            files: self.files_root.clone(),
+                        },
                         log: log.clone(),
                         cancel: cancel.clone(),
                         progress: Progress::new(),
                     };
-                    let watcher = tokio::spawn(self.clone().watch(job.job_id, job.attempt, cancel.clone()));
+                    let watcher =
+                        tokio::spawn(self.clone().watch(job.job_id, job.attempt, cancel.clone()));
                     // A panic in the job ends up here as a JoinError, not in the worker.
                     let joined = tokio::spawn(jt.run(ctx)).await;
                     watcher.abort();
                     match joined {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(e)) => Err(format!("{e:#}")),
-                        Err(j) if j.is_panic() => Err(format!("the job panicked: {}", panic_message(j.into_panic()))),
+                        Err(j) if j.is_panic() => Err(format!(
+                            "the job panicked: {}",
+                            panic_message(j.into_panic())
+                        )),
                         Err(j) => Err(format!("the job was cancelled: {j}")),
                     }
                 }
@@ -179,7 +224,12 @@ impl Runtime {
         self.finish(&job, result, Some(&log)).await
     }
 
-    async fn finish(&self, job: &job::Model, result: Result<(), String>, log: Option<&JobLog>) -> Outcome {
+    async fn finish(
+        &self,
+        job: &job::Model,
+        result: Result<(), String>,
+        log: Option<&JobLog>,
+    ) -> Outcome {
         let ended = chrono::Utc::now();
         let duration = duration_s(job.started_at, ended);
         let (phase, error) = match &result {
@@ -214,7 +264,9 @@ impl Runtime {
             match &outcome {
                 Outcome::Completed => log.line("COMPLETED"),
                 Outcome::Failed(e) => log.line(&format!("ERROR: {e}")),
-                Outcome::Superseded => log.line("stopped: the job left PROCESSING (aborted, or taken over); result discarded"),
+                Outcome::Superseded => log.line(
+                    "stopped: the job left PROCESSING (aborted, or taken over); result discarded",
+                ),
             }
         }
         outcome
@@ -281,11 +333,20 @@ impl Runtime {
             .await?;
         let mut reaped = 0;
         for job in stale {
-            let retry = self.registry.get(&job.job_type).is_some_and(|jt| jt.retry_safe());
+            let retry = self
+                .registry
+                .get(&job.job_type)
+                .is_some_and(|jt| jt.retry_safe());
             let lost_for = (now_ms() - job.heartbeat_ms.unwrap_or_default()) as f64 / 1000.0;
-            let reason = format!("worker lost: {} sent no heartbeat for {lost_for:.0} s", job.worker_id.as_deref().unwrap_or("?"));
+            let reason = format!(
+                "worker lost: {} sent no heartbeat for {lost_for:.0} s",
+                job.worker_id.as_deref().unwrap_or("?")
+            );
             let changes = if retry {
-                vec![(C::Phase, phase_value(Phase::Queued)), (C::WorkerId, Expr::value(Option::<String>::None))]
+                vec![
+                    (C::Phase, phase_value(Phase::Queued)),
+                    (C::WorkerId, Expr::value(Option::<String>::None)),
+                ]
             } else {
                 let ended = chrono::Utc::now();
                 let duration = duration_s(job.started_at, ended);
@@ -296,10 +357,22 @@ impl Runtime {
                     (C::ExecutionDuration, Expr::value(duration)),
                 ]
             };
-            if compare_and_set(self.db(), job.job_id, Phase::Processing, Some(job.attempt), changes).await? {
+            if compare_and_set(
+                self.db(),
+                job.job_id,
+                Phase::Processing,
+                Some(job.attempt),
+                changes,
+            )
+            .await?
+            {
                 reaped += 1;
                 if let Ok(log) = JobLog::open(&self.job_dir(&job.dir_path).join("log.txt")) {
-                    log.line(&if retry { format!("{reason}; queued again") } else { format!("ERROR: {reason}") });
+                    log.line(&if retry {
+                        format!("{reason}; queued again")
+                    } else {
+                        format!("ERROR: {reason}")
+                    });
                 }
                 if retry {
                     self.queue.enqueued().await;

@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, SimpleExpr},
 };
 use tokio::sync::Notify;
@@ -39,7 +40,9 @@ pub async fn compare_and_set(
     attempt: Option<i32>,
     changes: Vec<(C, SimpleExpr)>,
 ) -> Result<bool, DbErr> {
-    let mut update = job::Entity::update_many().filter(C::JobId.eq(id)).filter(C::Phase.eq(from));
+    let mut update = job::Entity::update_many()
+        .filter(C::JobId.eq(id))
+        .filter(C::Phase.eq(from));
     if let Some(a) = attempt {
         update = update.filter(C::Attempt.eq(a));
     }
@@ -61,7 +64,10 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(db: DatabaseConnection) -> Queue {
-        Queue { db, wake: Arc::new(Notify::new()) }
+        Queue {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -76,9 +82,14 @@ impl Queue {
     pub async fn enqueued(&self) {
         self.wake.notify_waiters();
         if crate::db::is_postgres(&self.db)
-            && let Err(e) = self.db.execute_unprepared(&format!("NOTIFY {CHANNEL}")).await
+            && let Err(e) = self
+                .db
+                .execute_unprepared(&format!("NOTIFY {CHANNEL}"))
+                .await
         {
-            tracing::warn!("NOTIFY failed (workers elsewhere will see the job at their next poll): {e}");
+            tracing::warn!(
+                "NOTIFY failed (workers elsewhere will see the job at their next poll): {e}"
+            );
         }
     }
 
@@ -110,7 +121,11 @@ impl Queue {
     }
 
     /// Claims the oldest QUEUED job whose type is in `types`. `None` when there is none.
-    pub async fn claim(&self, types: &[&str], worker_id: &str) -> Result<Option<job::Model>, DbErr> {
+    pub async fn claim(
+        &self,
+        types: &[&str],
+        worker_id: &str,
+    ) -> Result<Option<job::Model>, DbErr> {
         if types.is_empty() {
             return Ok(None);
         }

@@ -27,14 +27,20 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
 impl From<ConfigError> for ApiError {
     fn from(e: ConfigError) -> Self {
         let field = format!("config.{}", e.field);
-        ApiError::Invalid { message: format!("{field}: {}", e.message), field: Some(field) }
+        ApiError::Invalid {
+            message: format!("{field}: {}", e.message),
+            field: Some(field),
+        }
     }
 }
 
@@ -52,32 +58,117 @@ pub fn parse_config<T: DeserializeOwned>(config: &Value) -> Result<T, ConfigErro
             (p, Some(name)) if inner.starts_with("missing field") => format!("{p}.{name}"),
             _ => path,
         };
-        ConfigError::new(field, inner.split(" at line ").next().unwrap_or(&inner).to_string())
+        ConfigError::new(
+            field,
+            inner
+                .split(" at line ")
+                .next()
+                .unwrap_or(&inner)
+                .to_string(),
+        )
     })
 }
 
 /// The job's log file, `log.txt` in its directory, written as the job runs.
 #[derive(Clone)]
-pub struct JobLog(Arc<Mutex<std::fs::File>>);
+pub struct JobLog {
+    file: Arc<Mutex<std::fs::File>>,
+    /// Also shows each line elsewhere (`mljm run` prints them on stderr).
+    echo: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+}
 
 impl JobLog {
     pub fn open(path: &std::path::Path) -> std::io::Result<JobLog> {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(JobLog(Arc::new(Mutex::new(f))))
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(JobLog {
+            file: Arc::new(Mutex::new(f)),
+            echo: None,
+        })
+    }
+
+    pub fn with_echo(mut self, echo: Arc<dyn Fn(&str) + Send + Sync>) -> JobLog {
+        self.echo = Some(echo);
+        self
     }
 
     /// Raw bytes, as a child process produced them.
     pub fn write_bytes(&self, bytes: &[u8]) {
-        if let Ok(mut f) = self.0.lock() {
+        if let Ok(mut f) = self.file.lock() {
             let _ = f.write_all(bytes);
+        }
+        if let Some(echo) = &self.echo {
+            echo(String::from_utf8_lossy(bytes).trim_end_matches('\n'));
         }
     }
 
     /// One line from mljm itself, marked so it stands out from the job's own output.
     pub fn line(&self, msg: &str) {
         let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S");
-        self.write_bytes(format!("[mljm {now}] {msg}\n").as_bytes());
+        if let Ok(mut f) = self.file.lock() {
+            let _ = f.write_all(format!("[mljm {now}] {msg}\n").as_bytes());
+        }
+        if let Some(echo) = &self.echo {
+            echo(msg);
+        }
     }
+}
+
+/// Which root a path in a job config is taken from, for jobs the server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// The LAMOST tree (`data_dir_path`): the administrator's, read-only; symlinks followed.
+    Spectra,
+    /// The user storage (`pool_data_path`, …): symlinks may not lead out of it.
+    Files,
+}
+
+impl Root {
+    fn name(self) -> &'static str {
+        match self {
+            Root::Spectra => "spectra root",
+            Root::Files => "files root",
+        }
+    }
+}
+
+/// How the paths in a job config become filesystem paths.
+#[derive(Debug, Clone)]
+pub enum Paths {
+    /// Jobs run by the server: `/` is the root the field names (SPEC §6).
+    Server { spectra: PathBuf, files: PathBuf },
+    /// `mljm run`: ordinary paths, relative ones from the config file's folder.
+    Local { base: PathBuf },
+}
+
+impl Paths {
+    pub fn resolve(&self, root: Root, field: &str, path: &str) -> Result<PathBuf, ConfigError> {
+        match self {
+            Paths::Local { base } => Ok(base.join(path)),
+            Paths::Server { spectra, files } => {
+                let parts = within_root(root, field, path)?;
+                match root {
+                    Root::Spectra => Ok(parts.iter().fold(spectra.clone(), |p, c| p.join(c))),
+                    Root::Files => crate::files::model::Storage::open(files)
+                        .map_err(|e| {
+                            ConfigError::new(field, format!("the files root cannot be opened: {e}"))
+                        })?
+                        .dir(path)
+                        .map_err(|_| {
+                            ConfigError::new(field, format!("{path:?} would leave the files root"))
+                        }),
+                }
+            }
+        }
+    }
+}
+
+/// The components of `path` below its root, refused when `..` would climb above it.
+fn within_root(root: Root, field: &str, path: &str) -> Result<Vec<String>, ConfigError> {
+    crate::files::model::normalize(path)
+        .map_err(|_| ConfigError::new(field, format!("{path:?} would leave the {}", root.name())))
 }
 
 /// What a running job gets.
@@ -86,6 +177,7 @@ pub struct JobContext {
     /// The job directory (working directory, outputs).
     pub dir: PathBuf,
     pub config: Value,
+    pub paths: Paths,
     pub log: JobLog,
     pub cancel: Cancel,
     pub progress: Progress,
@@ -105,6 +197,10 @@ pub trait JobType: Send + Sync + 'static {
     fn known_keys(&self) -> &'static [&'static str];
     /// Checked at create and again at RUN.
     fn validate(&self, config: &Value) -> Result<(), ConfigError>;
+    /// The config's paths as (field, root, value), checked to stay inside their roots.
+    fn paths(&self, _config: &Value) -> Vec<(&'static str, Root, String)> {
+        Vec::new()
+    }
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, anyhow::Result<()>>;
 }
 
@@ -115,7 +211,12 @@ pub struct Registry {
 impl Registry {
     /// Every job type mljm knows.
     pub fn new() -> Registry {
-        Registry { types: vec![Arc::new(crate::job_types::script::Script)] }
+        Registry {
+            types: vec![
+                Arc::new(crate::job_types::script::Script),
+                Arc::new(crate::job_types::preprocessing::Preprocessing),
+            ],
+        }
     }
 
     /// A registry of exactly these types (tests, and embedders with their own types).
@@ -134,17 +235,31 @@ impl Registry {
     /// Validates `config` for `job_type` (422 naming the field on failure).
     pub fn check(&self, job_type: &str, config: &Value) -> Result<(), ApiError> {
         let t = self.get(job_type).ok_or_else(|| self.unknown(job_type))?;
-        t.validate(config).map_err(ApiError::from)
+        t.validate(config)?;
+        for (field, root, path) in t.paths(config) {
+            within_root(root, field, &path)?;
+        }
+        Ok(())
     }
 
     pub fn unknown(&self, job_type: &str) -> ApiError {
-        ApiError::invalid("type", format!("unknown job type {job_type:?}; known types: {}", self.names().join(", ")))
+        ApiError::invalid(
+            "type",
+            format!(
+                "unknown job type {job_type:?}; known types: {}",
+                self.names().join(", ")
+            ),
+        )
     }
 
     /// Keys of `config` the type does not read, for one warning line in the job log.
     pub fn unknown_keys(&self, job_type: &str, config: &Value) -> Vec<String> {
         match (self.get(job_type), config.as_object()) {
-            (Some(t), Some(obj)) => obj.keys().filter(|k| !t.known_keys().contains(&k.as_str())).cloned().collect(),
+            (Some(t), Some(obj)) => obj
+                .keys()
+                .filter(|k| !t.known_keys().contains(&k.as_str()))
+                .cloned()
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -176,16 +291,50 @@ mod tests {
 
     #[test]
     fn an_ill_typed_field_is_named() {
-        let e = parse_config::<Cfg>(&serde_json::json!({"command": ["a"], "timeout_s": "x"})).unwrap_err();
+        let e = parse_config::<Cfg>(&serde_json::json!({"command": ["a"], "timeout_s": "x"}))
+            .unwrap_err();
         assert_eq!(e.field, "timeout_s");
         let e = parse_config::<Cfg>(&serde_json::json!({"command": "ls"})).unwrap_err();
         assert_eq!(e.field, "command");
     }
 
     #[test]
+    fn a_server_path_may_not_climb_out_of_its_root() {
+        let paths = Paths::Server {
+            spectra: "/data/spectra".into(),
+            files: std::env::temp_dir(),
+        };
+        assert_eq!(
+            paths
+                .resolve(Root::Spectra, "data_dir_path", "/F5000")
+                .unwrap(),
+            PathBuf::from("/data/spectra/F5000")
+        );
+        assert_eq!(
+            paths.resolve(Root::Spectra, "data_dir_path", "/").unwrap(),
+            PathBuf::from("/data/spectra")
+        );
+        let e = paths
+            .resolve(Root::Spectra, "data_dir_path", "/F5000/../../etc")
+            .unwrap_err();
+        assert_eq!(e.field, "data_dir_path");
+        assert!(e.message.contains("would leave the spectra root"), "{e}");
+        let local = Paths::Local {
+            base: "/home/me/run".into(),
+        };
+        assert_eq!(
+            local.resolve(Root::Spectra, "d", "../spectra").unwrap(),
+            PathBuf::from("/home/me/run/../spectra")
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_listed() {
         let r = Registry::new();
-        let keys = r.unknown_keys("SCRIPT", &serde_json::json!({"command": ["a"], "gpu_type": "a100"}));
+        let keys = r.unknown_keys(
+            "SCRIPT",
+            &serde_json::json!({"command": ["a"], "gpu_type": "a100"}),
+        );
         assert_eq!(keys, vec!["gpu_type".to_string()]);
     }
 }

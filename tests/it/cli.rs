@@ -15,25 +15,43 @@ async fn mljm(app: &TestApp, args: &[&str]) -> (i32, String, String) {
         .output()
         .await
         .expect("mljm runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 async fn the_jobs_client_creates_runs_lists_shows_and_tails(b: Backend) {
     let app = spawn_app(b).await;
     let cfg = app.data_dir.parent().unwrap().join("hello.json");
-    std::fs::write(&cfg, r#"{"command": ["sh", "-c", "echo hello from the cli"]}"#).unwrap();
+    std::fs::write(
+        &cfg,
+        r#"{"command": ["sh", "-c", "echo hello from the cli"]}"#,
+    )
+    .unwrap();
     let cfg = cfg.to_str().unwrap().to_string();
-    let (code, out, err) = mljm(&app, &["--json", "create", "--type", "SCRIPT", "--label", "cli job", "--config", &cfg, "--run"]).await;
+    let (code, out, err) = mljm(
+        &app,
+        &[
+            "--json", "create", "--type", "SCRIPT", "--label", "cli job", "--config", &cfg, "--run",
+        ],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     let job: Value = serde_json::from_str(&out).unwrap();
     let id = job["job_id"].as_str().unwrap().to_string();
     assert_eq!(job["phase"], "QUEUED");
-    app.wait_phase(&id, "COMPLETED", Duration::from_secs(10)).await;
+    app.wait_phase(&id, "COMPLETED", Duration::from_secs(10))
+        .await;
 
     let (code, out, _) = mljm(&app, &["list"]).await;
     assert_eq!(code, 0);
     assert!(out.lines().next().unwrap().starts_with("JOB_ID"));
-    assert!(out.contains(&id) && out.contains("COMPLETED") && out.contains("cli job"), "{out}");
+    assert!(
+        out.contains(&id) && out.contains("COMPLETED") && out.contains("cli job"),
+        "{out}"
+    );
     let (code, out, _) = mljm(&app, &["show", &id]).await;
     assert_eq!(code, 0);
     assert!(out.contains("phase:       COMPLETED"), "{out}");

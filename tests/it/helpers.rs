@@ -19,7 +19,9 @@ impl Backend {
         match std::env::var("MLJM_TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
             _ => {
-                eprintln!("skipped: PostgreSQL test needs MLJM_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test); .ci/run sets it");
+                eprintln!(
+                    "skipped: PostgreSQL test needs MLJM_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test); .ci/run sets it"
+                );
                 None
             }
         }
@@ -51,11 +53,22 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create(backend: &Backend, data_dir: &std::path::Path) -> TestDb {
         match backend {
-            Backend::Sqlite => TestDb { url: format!("sqlite://{}?mode=rwc", data_dir.join("mljm.sqlite").display()), drop: None },
+            Backend::Sqlite => TestDb {
+                url: format!(
+                    "sqlite://{}?mode=rwc",
+                    data_dir.join("mljm.sqlite").display()
+                ),
+                drop: None,
+            },
             Backend::Postgres(admin) => {
                 let name = format!("mljm_test_{}", uuid::Uuid::new_v4().simple());
-                let url = mljm::db::create_database(admin, &name).await.expect("PostgreSQL at MLJM_TEST_DATABASE_URL creates a test database");
-                TestDb { url, drop: Some((admin.clone(), name)) }
+                let url = mljm::db::create_database(admin, &name)
+                    .await
+                    .expect("PostgreSQL at MLJM_TEST_DATABASE_URL creates a test database");
+                TestDb {
+                    url,
+                    drop: Some((admin.clone(), name)),
+                }
             }
         }
     }
@@ -66,7 +79,10 @@ impl Drop for TestDb {
         if let Some((admin, name)) = self.drop.take() {
             // Drop runs inside the test's runtime: use a thread with its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 let _ = rt.block_on(mljm::db::drop_database(&admin, &name));
             })
             .join();
@@ -91,7 +107,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { workers: 2, tweak: |_| {} }
+        Options {
+            workers: 2,
+            tweak: |_| {},
+        }
     }
 }
 
@@ -103,12 +122,18 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
     let db = TestDb::create(&backend, tmp.path()).await;
-    let mut config = Config { data_dir: data_dir.clone(), database_url: db.url.clone(), ..Config::default() };
+    let mut config = Config {
+        data_dir: data_dir.clone(),
+        database_url: db.url.clone(),
+        ..Config::default()
+    };
     config.server.bind = "127.0.0.1:0".into();
     config.worker.concurrency = opts.workers;
     config.worker.poll_s = 0.2;
     (opts.tweak)(&mut config);
-    let app = Application::build(config.clone()).await.expect("app builds");
+    let app = Application::build(config.clone())
+        .await
+        .expect("app builds");
     let port = app.port();
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
@@ -129,7 +154,12 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.api.post(self.url(path)).json(body).send().await.unwrap()
+        self.api
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post(&self, path: &str) -> reqwest::Response {
@@ -166,14 +196,22 @@ impl TestApp {
     }
 
     /// Polls the job until `pred` holds on it, or panics after `within`.
-    pub async fn wait_for(&self, id: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &self,
+        id: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let job = self.job(id).await;
             if pred(&job) {
                 return job;
             }
-            assert!(tokio::time::Instant::now() < deadline, "job never reached the expected state: {job}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job never reached the expected state: {job}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -183,11 +221,17 @@ impl TestApp {
     }
 
     pub fn job_dir(&self, job: &Value) -> PathBuf {
-        self.data_dir.join("files").join(job["dir_path"].as_str().unwrap().trim_start_matches('/'))
+        self.data_dir
+            .join("files")
+            .join(job["dir_path"].as_str().unwrap().trim_start_matches('/'))
     }
 
     pub async fn log(&self, id: &str) -> String {
-        self.get(&format!("/api/jobs/{id}/log")).await.text().await.unwrap()
+        self.get(&format!("/api/jobs/{id}/log"))
+            .await
+            .text()
+            .await
+            .unwrap()
     }
 }
 
@@ -204,7 +248,11 @@ pub async fn wait_file(path: &std::path::Path, within: Duration) -> String {
         {
             return s;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -212,7 +260,12 @@ pub async fn wait_file(path: &std::path::Path, within: Duration) -> String {
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // A zombie ("Z") has exited already.
-        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
         Err(_) => false,
     }
 }

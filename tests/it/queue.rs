@@ -31,7 +31,14 @@ impl Drop for Worker {
 
 fn start_worker(app: &TestApp, log: &Path) -> Worker {
     let child = Command::new(env!("CARGO_BIN_EXE_mljm"))
-        .args(["worker", "--workers", "2", "--database-url", &app.db.url, "--data-dir"])
+        .args([
+            "worker",
+            "--workers",
+            "2",
+            "--database-url",
+            &app.db.url,
+            "--data-dir",
+        ])
         .arg(&app.data_dir)
         .env("MLJM_WORKER__HEARTBEAT_S", "0.5")
         .env("MLJM_WORKER__LOST_AFTER_S", "3")
@@ -50,7 +57,14 @@ fn fast_heartbeat(c: &mut mljm::config::Config) {
 }
 
 async fn two_worker_processes_and_serve_run_thirty_jobs_exactly_once(b: Backend) {
-    let app = spawn_app_with(b, Options { workers: 1, tweak: fast_heartbeat }).await;
+    let app = spawn_app_with(
+        b,
+        Options {
+            workers: 1,
+            tweak: fast_heartbeat,
+        },
+    )
+    .await;
     let tmp = app.data_dir.parent().unwrap().to_path_buf();
     let _w1 = start_worker(&app, &tmp.join("w1.log"));
     let _w2 = start_worker(&app, &tmp.join("w2.log"));
@@ -64,13 +78,27 @@ async fn two_worker_processes_and_serve_run_thirty_jobs_exactly_once(b: Backend)
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let page: Value = app.get("/api/jobs/?phase=COMPLETED&limit=100").await.json().await.unwrap();
+        let page: Value = app
+            .get("/api/jobs/?phase=COMPLETED&limit=100")
+            .await
+            .json()
+            .await
+            .unwrap();
         if page["total"] == 30 {
             break;
         }
-        let bad: Value = app.get("/api/jobs/?phase=ERROR").await.json().await.unwrap();
+        let bad: Value = app
+            .get("/api/jobs/?phase=ERROR")
+            .await
+            .json()
+            .await
+            .unwrap();
         assert_eq!(bad["total"], 0, "{bad}");
-        assert!(Instant::now() < deadline, "only {} of 30 jobs completed", page["total"]);
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 30 jobs completed",
+            page["total"]
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let text = std::fs::read_to_string(&runs).unwrap();
@@ -79,40 +107,75 @@ async fn two_worker_processes_and_serve_run_thirty_jobs_exactly_once(b: Backend)
         *counts.entry(line.trim()).or_default() += 1;
     }
     for job_id in &ids {
-        assert_eq!(counts.get(job_id.as_str()), Some(&1), "job {job_id} ran {:?} times", counts.get(job_id.as_str()));
+        assert_eq!(
+            counts.get(job_id.as_str()),
+            Some(&1),
+            "job {job_id} ran {:?} times",
+            counts.get(job_id.as_str())
+        );
     }
     assert_eq!(counts.len(), 30);
     // The work was shared: more than one process claimed jobs.
-    let workers: std::collections::HashSet<String> = futures_util::future::join_all(ids.iter().map(|i| async {
-        use sea_orm::EntityTrait;
-        let row = mljm::db::entities::job::Entity::find_by_id(i.parse::<uuid::Uuid>().unwrap()).one(&app.state.db).await.unwrap().unwrap();
-        row.worker_id.unwrap().rsplitn(3, ':').nth(1).unwrap().to_string()
-    }))
-    .await
-    .into_iter()
-    .collect();
-    assert!(workers.len() >= 2, "every job ran in one process: {workers:?}");
+    let workers: std::collections::HashSet<String> =
+        futures_util::future::join_all(ids.iter().map(|i| async {
+            use sea_orm::EntityTrait;
+            let row = mljm::db::entities::job::Entity::find_by_id(i.parse::<uuid::Uuid>().unwrap())
+                .one(&app.state.db)
+                .await
+                .unwrap()
+                .unwrap();
+            row.worker_id
+                .unwrap()
+                .rsplitn(3, ':')
+                .nth(1)
+                .unwrap()
+                .to_string()
+        }))
+        .await
+        .into_iter()
+        .collect();
+    assert!(
+        workers.len() >= 2,
+        "every job ran in one process: {workers:?}"
+    );
 }
 
 async fn a_killed_worker_loses_its_job_and_the_next_job_runs(b: Backend) {
     // The server runs no jobs itself here; only the worker process does.
-    let app = spawn_app_with(b, Options { workers: 0, tweak: fast_heartbeat }).await;
+    let app = spawn_app_with(
+        b,
+        Options {
+            workers: 0,
+            tweak: fast_heartbeat,
+        },
+    )
+    .await;
     let tmp = app.data_dir.parent().unwrap().to_path_buf();
     let mut worker = start_worker(&app, &tmp.join("w.log"));
     let job = app.create_script("doomed", "echo started; sleep 60").await;
     app.run(&id(&job)).await;
-    app.wait_phase(&id(&job), "PROCESSING", Duration::from_secs(20)).await;
+    app.wait_phase(&id(&job), "PROCESSING", Duration::from_secs(20))
+        .await;
     let t0 = Instant::now();
     worker.0.kill().unwrap(); // SIGKILL
     worker.0.wait().unwrap();
-    let lost = app.wait_phase(&id(&job), "ERROR", Duration::from_secs(15)).await;
-    assert!(lost["error"].as_str().unwrap().contains("worker lost"), "{lost}");
-    eprintln!("worker lost detected {:.1} s after SIGKILL (lost_after_s = 3)", t0.elapsed().as_secs_f64());
+    let lost = app
+        .wait_phase(&id(&job), "ERROR", Duration::from_secs(15))
+        .await;
+    assert!(
+        lost["error"].as_str().unwrap().contains("worker lost"),
+        "{lost}"
+    );
+    eprintln!(
+        "worker lost detected {:.1} s after SIGKILL (lost_after_s = 3)",
+        t0.elapsed().as_secs_f64()
+    );
     assert!(app.log(&id(&job)).await.contains("worker lost"));
     let next = app.create_script("survivor", "echo fine").await;
     app.run(&id(&next)).await;
     let _worker = start_worker(&app, &tmp.join("w2.log"));
-    app.wait_phase(&id(&next), "COMPLETED", Duration::from_secs(20)).await;
+    app.wait_phase(&id(&next), "COMPLETED", Duration::from_secs(20))
+        .await;
     // The lost job stays lost: nothing re-runs or overwrites it.
     assert_eq!(app.job(&id(&job)).await["phase"], "ERROR");
 }
@@ -133,7 +196,10 @@ impl mljm::worker::registry::JobType for GpuProbe {
     fn validate(&self, _: &Value) -> Result<(), mljm::worker::registry::ConfigError> {
         Ok(())
     }
-    fn run(&self, ctx: mljm::worker::registry::JobContext) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
+    fn run(
+        &self,
+        ctx: mljm::worker::registry::JobContext,
+    ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
             if ctx.config["panic"] == true {
                 panic!("probe exploded");
@@ -150,48 +216,92 @@ fn with_probe(app: &TestApp) -> (mljm::app::AppState, mljm::worker::Runtime) {
         Arc::new(GpuProbe),
         Arc::new(mljm::job_types::script::Script),
     ]));
-    let runtime = mljm::worker::Runtime::new(&app.state.config, mljm::worker::queue::Queue::new(app.state.db.clone()), registry.clone()).unwrap();
-    let state = mljm::app::AppState { registry, runtime: runtime.clone(), ..app.state.clone() };
+    let runtime = mljm::worker::Runtime::new(
+        &app.state.config,
+        mljm::worker::queue::Queue::new(app.state.db.clone()),
+        registry.clone(),
+    )
+    .unwrap();
+    let state = mljm::app::AppState {
+        registry,
+        runtime: runtime.clone(),
+        ..app.state.clone()
+    };
     (state, runtime)
 }
 
 async fn queue_job(state: &mljm::app::AppState, job_type: &str, config: Value) -> uuid::Uuid {
-    let new = mljm::jobs::service::NewJob { job_type: job_type.into(), label: job_type.into(), description: None, config: Some(config), parent_job_id: None };
+    let new = mljm::jobs::service::NewJob {
+        job_type: job_type.into(),
+        label: job_type.into(),
+        description: None,
+        config: Some(config),
+        parent_job_id: None,
+    };
     let job = mljm::jobs::service::create(state, new).await.unwrap();
     mljm::jobs::service::run(state, job.job_id).await.unwrap();
     job.job_id
 }
 
 async fn a_gpu_job_waits_queued_for_a_free_slot(b: Backend) {
-    let app = spawn_app_with(b, Options { workers: 0, ..Default::default() }).await;
+    let app = spawn_app_with(
+        b,
+        Options {
+            workers: 0,
+            ..Default::default()
+        },
+    )
+    .await;
     let (state, rt) = with_probe(&app);
     assert_eq!(state.config.gpu.slots, 1);
     let first = queue_job(&state, "GPU_PROBE", serde_json::json!({})).await;
     let second = queue_job(&state, "GPU_PROBE", serde_json::json!({})).await;
     let cpu = queue_job(&state, "SCRIPT", serde_json::json!({"command": ["true"]})).await;
-    let (job, permit) = rt.claim_next().await.unwrap().expect("the first GPU job is claimed");
+    let (job, permit) = rt
+        .claim_next()
+        .await
+        .unwrap()
+        .expect("the first GPU job is claimed");
     assert_eq!(job.job_id, first);
     assert!(permit.is_some(), "a GPU job holds a slot");
     // The only slot is taken: the next GPU job stays QUEUED, the CPU job goes ahead.
-    let (job, permit_cpu) = rt.claim_next().await.unwrap().expect("the CPU job is claimed");
+    let (job, permit_cpu) = rt
+        .claim_next()
+        .await
+        .unwrap()
+        .expect("the CPU job is claimed");
     assert_eq!(job.job_id, cpu);
     assert!(permit_cpu.is_none());
     assert!(rt.claim_next().await.unwrap().is_none());
     assert_eq!(app.job(&second.to_string()).await["phase"], "QUEUED");
     drop(permit);
-    let (job, permit) = rt.claim_next().await.unwrap().expect("the slot is free again");
+    let (job, permit) = rt
+        .claim_next()
+        .await
+        .unwrap()
+        .expect("the slot is free again");
     assert_eq!(job.job_id, second);
     assert!(permit.is_some());
     assert_eq!(rt.run_one(job).await, mljm::worker::Outcome::Completed);
 }
 
 async fn a_panicking_job_ends_in_error_with_the_panic_message(b: Backend) {
-    let app = spawn_app_with(b, Options { workers: 0, ..Default::default() }).await;
+    let app = spawn_app_with(
+        b,
+        Options {
+            workers: 0,
+            ..Default::default()
+        },
+    )
+    .await;
     let (state, rt) = with_probe(&app);
     let id = queue_job(&state, "GPU_PROBE", serde_json::json!({"panic": true})).await;
     let (job, _permit) = rt.claim_next().await.unwrap().unwrap();
     let outcome = rt.run_one(job).await;
-    assert!(matches!(&outcome, mljm::worker::Outcome::Failed(m) if m.contains("probe exploded")), "{outcome:?}");
+    assert!(
+        matches!(&outcome, mljm::worker::Outcome::Failed(m) if m.contains("probe exploded")),
+        "{outcome:?}"
+    );
     let job = app.job(&id.to_string()).await;
     assert_eq!(job["phase"], "ERROR");
     assert!(job["error"].as_str().unwrap().contains("probe exploded"));

@@ -18,37 +18,106 @@ async fn cross_site_posts_are_refused_and_same_origin_ones_served(b: Backend) {
     let app = spawn_app(b).await;
     let body = json!({"type": "SCRIPT", "label": "x", "config": {"command": ["true"]}});
     for origin in ["http://evil.example", "null", "http://127.0.0.1:1"] {
-        let r = app.api.post(app.url("/api/jobs/")).header("Origin", origin).json(&body).send().await.unwrap();
+        let r = app
+            .api
+            .post(app.url("/api/jobs/"))
+            .header("Origin", origin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 403, "{origin}");
     }
-    let r = app.api.post(app.url("/api/jobs/")).header("Sec-Fetch-Site", "cross-site").json(&body).send().await.unwrap();
+    let r = app
+        .api
+        .post(app.url("/api/jobs/"))
+        .header("Sec-Fetch-Site", "cross-site")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let form = reqwest::multipart::Form::new().text("config", "{}");
-    let r = app.api.post(app.url("/api/jobs/submit")).header("Origin", "http://evil.example").multipart(form).send().await.unwrap();
+    let r = app
+        .api
+        .post(app.url("/api/jobs/submit"))
+        .header("Origin", "http://evil.example")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(app.get("/api/jobs/").await.json::<Value>().await.unwrap()["total"], 0);
+    assert_eq!(
+        app.get("/api/jobs/").await.json::<Value>().await.unwrap()["total"],
+        0
+    );
     // Same origin (the pages) and no Origin (CLI, curl) are served.
-    let r = app.api.post(app.url("/api/jobs/")).header("Origin", app.address.clone()).json(&body).send().await.unwrap();
+    let r = app
+        .api
+        .post(app.url("/api/jobs/"))
+        .header("Origin", app.address.clone())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(app.post_json("/api/jobs/", &body).await.status(), 201);
     // Reading is allowed from anywhere.
-    let r = app.api.get(app.url("/api/jobs/")).header("Origin", "http://evil.example").send().await.unwrap();
+    let r = app
+        .api
+        .get(app.url("/api/jobs/"))
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
 async fn a_foreign_host_header_is_misdirected(b: Backend) {
     let app = spawn_app(b).await;
-    let r = app.api.get(app.url("/api/jobs/")).header("Host", format!("rebind.evil.example:{}", app.port)).send().await.unwrap();
+    let r = app
+        .api
+        .get(app.url("/api/jobs/"))
+        .header("Host", format!("rebind.evil.example:{}", app.port))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 421);
-    let r = app.api.get(app.url("/api/jobs/")).header("Host", format!("localhost:{}", app.port)).send().await.unwrap();
+    let r = app
+        .api
+        .get(app.url("/api/jobs/"))
+        .header("Host", format!("localhost:{}", app.port))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let listed = spawn_app_with(Backend::Sqlite, Options { tweak: |c| c.server.allowed_hosts = vec!["lab.example".into()], ..Default::default() }).await;
-    let r = listed.api.get(listed.url("/")).header("Host", "lab.example").send().await.unwrap();
+    let listed = spawn_app_with(
+        Backend::Sqlite,
+        Options {
+            tweak: |c| c.server.allowed_hosts = vec!["lab.example".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let r = listed
+        .api
+        .get(listed.url("/"))
+        .header("Host", "lab.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
 async fn a_json_body_above_the_limit_is_413(b: Backend) {
-    let app = spawn_app_with(b, Options { tweak: |c| c.server.json_limit = 4096, ..Default::default() }).await;
+    let app = spawn_app_with(
+        b,
+        Options {
+            tweak: |c| c.server.json_limit = 4096,
+            ..Default::default()
+        },
+    )
+    .await;
     let body = json!({"type": "SCRIPT", "label": "big", "config": {"command": ["echo", "x".repeat(10_000)]}});
     let r = app.post_json("/api/jobs/", &body).await;
     assert_eq!(r.status(), 413);
@@ -58,18 +127,39 @@ async fn pages_escape_user_text_and_htmx_gets_the_partial(b: Backend) {
     let app = spawn_app(b).await;
     let job = app.create_script("<script>alert(1)</script>", "true").await;
     let page = app.get("/").await.text().await.unwrap();
-    let escaped = |html: &str| html.contains("&#60;script&#62;alert(1)&#60;/script&#62;") || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;");
+    let escaped = |html: &str| {
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+            || html.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+    };
     assert!(escaped(&page), "{page}");
     assert!(!page.contains("<script>alert(1)"));
     assert!(page.contains("/static/htmx-2.0.11.min.js") && page.contains("<html"));
-    let partial = app.api.get(app.url("/")).header("HX-Request", "true").send().await.unwrap().text().await.unwrap();
-    assert!(!partial.contains("<html") && partial.contains("hx-trigger=\"every 2s\"") && partial.contains("PENDING"));
+    let partial = app
+        .api
+        .get(app.url("/"))
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !partial.contains("<html")
+            && partial.contains("hx-trigger=\"every 2s\"")
+            && partial.contains("PENDING")
+    );
     let id = job["job_id"].as_str().unwrap();
     let show = app.get(&format!("/jobs/{id}")).await.text().await.unwrap();
     assert!(escaped(&show) && show.contains(&format!("/jobs/{id}/log-tail")));
     let htmx = app.get("/static/htmx-2.0.11.min.js").await;
     assert_eq!(htmx.status(), 200);
-    assert!(htmx.headers()["content-type"].to_str().unwrap().contains("javascript"));
+    assert!(
+        htmx.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
     assert!(htmx.text().await.unwrap().len() > 10_000);
 }
 
@@ -78,15 +168,27 @@ async fn the_openapi_document_names_every_endpoint(b: Backend) {
     let doc: Value = app.get("/api/openapi.json").await.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     let expected = [
-        ("/api/jobs/", "post"), ("/api/jobs/", "get"), ("/api/jobs/submit", "post"),
-        ("/api/jobs/{job_id}", "get"), ("/api/jobs/{job_id}", "patch"), ("/api/jobs/{job_id}", "delete"),
-        ("/api/jobs/{job_id}/process/{action}", "post"), ("/api/jobs/{job_id}/end/{phase}", "post"),
-        ("/api/jobs/{job_id}/log", "get"), ("/api/files/", "get"), ("/api/files/{filename}/upload", "post"),
-        ("/api/files/{filename}/download", "get"), ("/api/files/{filename}", "delete"),
-        ("/api/files/directories/{dirname}", "post"), ("/api/files/directories/{dirname}", "delete"),
+        ("/api/jobs/", "post"),
+        ("/api/jobs/", "get"),
+        ("/api/jobs/submit", "post"),
+        ("/api/jobs/{job_id}", "get"),
+        ("/api/jobs/{job_id}", "patch"),
+        ("/api/jobs/{job_id}", "delete"),
+        ("/api/jobs/{job_id}/process/{action}", "post"),
+        ("/api/jobs/{job_id}/end/{phase}", "post"),
+        ("/api/jobs/{job_id}/log", "get"),
+        ("/api/files/", "get"),
+        ("/api/files/{filename}/upload", "post"),
+        ("/api/files/{filename}/download", "get"),
+        ("/api/files/{filename}", "delete"),
+        ("/api/files/directories/{dirname}", "post"),
+        ("/api/files/directories/{dirname}", "delete"),
     ];
     for (path, method) in expected {
-        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from openapi.json");
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from openapi.json"
+        );
     }
     let docs = app.get("/api/docs").await.text().await.unwrap();
     assert!(docs.contains("/static/rapidoc-9.3.8.min.js") && docs.contains("/api/openapi.json"));
@@ -104,8 +206,17 @@ async fn the_job_page_shows_the_end_of_a_long_log(b: Backend) {
     }
     assert!(log.len() > 9 << 20);
     std::fs::write(app.job_dir(&job).join("log.txt"), &log).unwrap();
-    let tail = app.get(&format!("/jobs/{id}/log-tail")).await.text().await.unwrap();
-    assert!(tail.ends_with("line 299999 of a long training log"), "{}", &tail[tail.len().saturating_sub(200)..]);
+    let tail = app
+        .get(&format!("/jobs/{id}/log-tail"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        tail.ends_with("line 299999 of a long training log"),
+        "{}",
+        &tail[tail.len().saturating_sub(200)..]
+    );
     assert!(!tail.contains("line 0 of"));
     assert!(tail.lines().count() <= 200);
 }

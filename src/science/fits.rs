@@ -1,0 +1,664 @@
+//! LAMOST DR spectra: one FITS file (`.fits` or `.fits.gz`) into header metadata, wavelength
+//! and flux, through cfitsio. Every way a file can be wrong is a [`SpectrumError`] in words a
+//! researcher can act on; nothing here panics, hangs, or allocates what a header claims.
+//!
+//! The file is read into memory with a bounded read (gunzipped with a bounded inflate) and
+//! handed to cfitsio as a memory file, so the size a header promises is checked against the
+//! bytes that exist before any data buffer is allocated, and cfitsio's extended file-name
+//! syntax (`file.fits[1]`, `!file`) never applies to survey file names.
+
+use std::{
+    ffi::{CStr, CString, c_char, c_int, c_void},
+    io::Read as _,
+    path::Path,
+    ptr,
+};
+
+use fitsio::sys as ffi;
+
+/// A LAMOST low-resolution spectrum is ~80 KB (5 × ~3909 float32). Anything past this is not one.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// Pixels per row we accept (LAMOST has ~3909).
+pub const MAX_PIXELS: usize = 1_000_000;
+/// Rows of the primary HDU: flux, inverse variance, wavelength, andmask, ormask.
+pub const ROWS: usize = 5;
+const FLUX_ROW: usize = 0;
+const WAVE_ROW: usize = 2;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SpectrumError {
+    #[error("cannot read the file: {0}")]
+    Io(String),
+    #[error("the file name is not valid UTF-8")]
+    NonUtf8Name,
+    #[error("is a directory, not a FITS file")]
+    Directory,
+    #[error("the file is empty (0 bytes)")]
+    Empty,
+    #[error("the file is {0} bytes; a LAMOST spectrum is under {MAX_FILE_BYTES} bytes")]
+    TooBig(u64),
+    #[error("not a FITS file: it does not start with the keyword SIMPLE")]
+    NotFits,
+    #[error("not a valid gzip file: {0}")]
+    BadGzip(String),
+    #[error(
+        "truncated: the header promises {promised} bytes up to the end of the data, the file has {actual}"
+    )]
+    Truncated { promised: u64, actual: u64 },
+    #[error("the FITS header cannot be read: {0}")]
+    BadHeader(String),
+    #[error(
+        "data has shape {0}, expected ({ROWS}, N): rows flux, inverse variance, wavelength, andmask, ormask"
+    )]
+    Shape(String),
+    #[error("data has {pixels} pixels per row; a LAMOST spectrum has between 2 and {MAX_PIXELS}")]
+    Pixels { pixels: usize },
+    #[error("data are {0} (BITPIX = {1}); expected 32-bit float (BITPIX = -32)")]
+    DataType(&'static str, i32),
+    #[error("no FILENAME keyword in the primary header")]
+    MissingFilename,
+    #[error("the FILENAME keyword is empty")]
+    EmptyFilename,
+    #[error("wavelength (data row 2) is not finite at pixel {pixel}")]
+    WaveNotFinite { pixel: usize },
+    #[error(
+        "wavelengths (data row 2) are not strictly increasing: pixel {pixel} is {next} Å after {prev} Å"
+    )]
+    WaveNotIncreasing { pixel: usize, prev: f32, next: f32 },
+    #[error("only {finite} of {pixels} flux pixels are finite; at least 2 are needed")]
+    TooFewFlux { finite: usize, pixels: usize },
+    #[error("cfitsio error {status} ({text}) while reading the data")]
+    Data { status: i32, text: String },
+}
+
+/// What `GET /api/spectra/{filename}` shows next to the data; absent keys are `None`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Metadata {
+    pub targetname: Option<String>,
+    pub observed_at: Option<String>,
+    #[serde(rename = "type")]
+    pub class: Option<String>,
+    pub subtype: Option<String>,
+    pub ra: Option<f64>,
+    pub dec: Option<f64>,
+    pub magtype: Option<String>,
+    pub mag_1: Option<f64>,
+    pub mag_2: Option<f64>,
+    pub mag_3: Option<f64>,
+    pub mag_4: Option<f64>,
+    pub mag_5: Option<f64>,
+    pub mag_6: Option<f64>,
+    pub mag_7: Option<f64>,
+    pub sn_u: Option<f64>,
+    pub sn_g: Option<f64>,
+    pub sn_r: Option<f64>,
+    pub sn_i: Option<f64>,
+    pub sn_z: Option<f64>,
+    pub z: Option<f64>,
+    pub z_err: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spectrum {
+    /// The FILENAME keyword (the spectrum's identity in every output).
+    pub filename: String,
+    /// Present when read with [`Read::WithMetadata`].
+    pub metadata: Option<Metadata>,
+    /// Å, finite and strictly increasing.
+    pub wave: Vec<f32>,
+    /// May hold non-finite pixels (at least 2 are finite).
+    pub flux: Vec<f32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Read {
+    /// FILENAME, wave and flux: what preprocessing needs.
+    Data,
+    /// Also the header keys of [`Metadata`].
+    WithMetadata,
+}
+
+/// Reads and checks one LAMOST spectrum.
+pub fn read_spectrum(path: &Path, what: Read) -> Result<Spectrum, SpectrumError> {
+    let bytes = read_bytes(path)?;
+    parse_spectrum(&bytes, what)
+}
+
+/// The file's bytes, gunzipped when it starts with the gzip magic, never more than
+/// [`MAX_FILE_BYTES`].
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, SpectrumError> {
+    let file = std::fs::File::open(path).map_err(|e| SpectrumError::Io(e.to_string()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| SpectrumError::Io(e.to_string()))?;
+    if meta.is_dir() {
+        return Err(SpectrumError::Directory);
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(SpectrumError::TooBig(meta.len()));
+    }
+    let mut raw = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| SpectrumError::Io(e.to_string()))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        let inflated = flate2::read::MultiGzDecoder::new(raw.as_slice())
+            .take(MAX_FILE_BYTES + 1)
+            .read_to_end(&mut out);
+        inflated.map_err(|e| SpectrumError::BadGzip(e.to_string()))?;
+        if out.len() as u64 > MAX_FILE_BYTES {
+            return Err(SpectrumError::TooBig(out.len() as u64));
+        }
+        return Ok(out);
+    }
+    Ok(raw)
+}
+
+/// Checks and decodes a LAMOST spectrum held in memory (the FITS bytes, not gzipped).
+pub fn parse_spectrum(bytes: &[u8], what: Read) -> Result<Spectrum, SpectrumError> {
+    if bytes.is_empty() {
+        return Err(SpectrumError::Empty);
+    }
+    if !bytes.starts_with(b"SIMPLE") {
+        return Err(SpectrumError::NotFits);
+    }
+    let mut fits = MemFits::open(bytes)?;
+    let (bitpix, shape) = fits.image_layout()?;
+    if shape.len() != 2 || shape[0] != ROWS {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        return Err(SpectrumError::Shape(format!("({})", dims.join(", "))));
+    }
+    let pixels = shape[1];
+    if !(2..=MAX_PIXELS).contains(&pixels) {
+        return Err(SpectrumError::Pixels { pixels });
+    }
+    match bitpix {
+        -32 | -64 => {}
+        8 => return Err(SpectrumError::DataType("8-bit integers", bitpix)),
+        16 => return Err(SpectrumError::DataType("16-bit integers", bitpix)),
+        32 => return Err(SpectrumError::DataType("32-bit integers", bitpix)),
+        64 => return Err(SpectrumError::DataType("64-bit integers", bitpix)),
+        other => return Err(SpectrumError::DataType("of an unknown type", other)),
+    }
+    let promised = fits.data_end((ROWS * pixels) as u64, bitpix.unsigned_abs() as u64 / 8)?;
+    if promised > bytes.len() as u64 {
+        return Err(SpectrumError::Truncated {
+            promised,
+            actual: bytes.len() as u64,
+        });
+    }
+    let filename = match fits.key_string("FILENAME")? {
+        None => return Err(SpectrumError::MissingFilename),
+        Some(s) if s.trim().is_empty() => return Err(SpectrumError::EmptyFilename),
+        Some(s) => s.trim().to_string(),
+    };
+    let flux = fits.read_row(FLUX_ROW, pixels)?;
+    let wave = fits.read_row(WAVE_ROW, pixels)?;
+    check_wave(&wave)?;
+    let finite = flux.iter().filter(|v| v.is_finite()).count();
+    if finite < 2 {
+        return Err(SpectrumError::TooFewFlux { finite, pixels });
+    }
+    let metadata = match what {
+        Read::Data => None,
+        Read::WithMetadata => Some(fits.metadata()?),
+    };
+    Ok(Spectrum {
+        filename,
+        metadata,
+        wave,
+        flux,
+    })
+}
+
+fn check_wave(wave: &[f32]) -> Result<(), SpectrumError> {
+    if let Some(pixel) = wave.iter().position(|w| !w.is_finite()) {
+        return Err(SpectrumError::WaveNotFinite { pixel });
+    }
+    match wave.windows(2).position(|w| w[1] <= w[0]) {
+        Some(i) => Err(SpectrumError::WaveNotIncreasing {
+            pixel: i + 1,
+            prev: wave[i],
+            next: wave[i + 1],
+        }),
+        None => Ok(()),
+    }
+}
+
+/// cfitsio's text for a status code.
+fn status_text(status: c_int) -> String {
+    let mut buf = [0 as c_char; 32];
+    // SAFETY: ffgerr writes at most 30 characters and a NUL into the 32-byte buffer.
+    unsafe { ffi::ffgerr(status, buf.as_mut_ptr()) };
+    // SAFETY: the buffer is NUL-terminated (zeroed, and ffgerr terminates what it writes).
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A cfitsio handle on a memory buffer, closed on drop. cfitsio keeps the addresses of the
+/// buffer pointer and size, so they live in a box that outlives the handle.
+struct MemFits<'a> {
+    fptr: *mut ffi::fitsfile,
+    _mem: Box<(*mut c_void, usize)>,
+    _bytes: std::marker::PhantomData<&'a [u8]>,
+}
+
+impl<'a> MemFits<'a> {
+    fn open(bytes: &'a [u8]) -> Result<MemFits<'a>, SpectrumError> {
+        let mut mem = Box::new((bytes.as_ptr() as *mut c_void, bytes.len()));
+        let mut fptr = ptr::null_mut();
+        let mut status = 0;
+        let name = c"mem.fits";
+        // SAFETY: READONLY with no realloc function: cfitsio only reads the buffer, which
+        // outlives the handle (the lifetime 'a), as do the boxed pointer and size it keeps.
+        unsafe {
+            ffi::ffomem(
+                &mut fptr,
+                name.as_ptr(),
+                ffi::READONLY as c_int,
+                &mut mem.0,
+                &mut mem.1,
+                0,
+                None,
+                &mut status,
+            );
+        }
+        if status != 0 || fptr.is_null() {
+            clear_messages();
+            return Err(match status as u32 {
+                ffi::END_OF_FILE => SpectrumError::Truncated {
+                    promised: 2880,
+                    actual: bytes.len() as u64,
+                },
+                _ => SpectrumError::BadHeader(status_text(status)),
+            });
+        }
+        Ok(MemFits {
+            fptr,
+            _mem: mem,
+            _bytes: std::marker::PhantomData,
+        })
+    }
+
+    fn check(
+        &self,
+        status: c_int,
+        what: impl FnOnce(String) -> SpectrumError,
+    ) -> Result<(), SpectrumError> {
+        if status == 0 {
+            return Ok(());
+        }
+        clear_messages();
+        Err(what(status_text(status)))
+    }
+
+    /// (BITPIX, shape with the slowest axis first, as numpy shows it).
+    fn image_layout(&mut self) -> Result<(i32, Vec<usize>), SpectrumError> {
+        let (mut bitpix, mut naxis, mut status) = (0, 0, 0);
+        // SAFETY: a valid open handle; out-parameters are plain ints.
+        unsafe {
+            ffi::ffgidt(self.fptr, &mut bitpix, &mut status);
+            ffi::ffgidm(self.fptr, &mut naxis, &mut status);
+        }
+        self.check(status, SpectrumError::BadHeader)?;
+        let naxis = naxis.clamp(0, 999) as usize;
+        let mut axes = vec![0 as ffi::LONGLONG; naxis];
+        // SAFETY: `axes` holds exactly `naxis` elements.
+        unsafe { ffi::ffgiszll(self.fptr, naxis as c_int, axes.as_mut_ptr(), &mut status) };
+        self.check(status, SpectrumError::BadHeader)?;
+        Ok((
+            bitpix,
+            axes.iter().rev().map(|&a| a.max(0) as usize).collect(),
+        ))
+    }
+
+    /// The byte offset where the primary HDU's data end, from the header: `elements` values
+    /// of `bytes_per` bytes after the data start (the padding to 2880 bytes may be absent).
+    fn data_end(&mut self, elements: u64, bytes_per: u64) -> Result<u64, SpectrumError> {
+        let (mut head, mut data, mut end, mut status) = (0, 0, 0, 0);
+        // SAFETY: a valid open handle; out-parameters are plain integers.
+        unsafe { ffi::ffghadll(self.fptr, &mut head, &mut data, &mut end, &mut status) };
+        self.check(status, SpectrumError::BadHeader)?;
+        Ok((data.max(0) as u64).saturating_add(elements.saturating_mul(bytes_per)))
+    }
+
+    fn key_string(&mut self, key: &str) -> Result<Option<String>, SpectrumError> {
+        let name = CString::new(key)
+            .map_err(|_| SpectrumError::BadHeader(format!("bad key name {key}")))?;
+        let mut value = [0 as c_char; 128];
+        let mut status = 0;
+        // SAFETY: cfitsio writes at most FLEN_VALUE (71) characters into the 128-byte buffer.
+        unsafe {
+            ffi::ffgkys(
+                self.fptr,
+                name.as_ptr(),
+                value.as_mut_ptr(),
+                ptr::null_mut(),
+                &mut status,
+            )
+        };
+        if status == ffi::KEY_NO_EXIST as c_int {
+            clear_messages();
+            return Ok(None);
+        }
+        self.check(status, |t| {
+            SpectrumError::BadHeader(format!("keyword {key}: {t}"))
+        })?;
+        // SAFETY: NUL-terminated by cfitsio within the buffer (zeroed beforehand).
+        Ok(Some(
+            unsafe { CStr::from_ptr(value.as_ptr()) }
+                .to_string_lossy()
+                .into_owned(),
+        ))
+    }
+
+    /// A numeric key; absent or not a number is `None` (metadata is informative, not required).
+    fn key_f64(&mut self, key: &str) -> Option<f64> {
+        let name = CString::new(key).ok()?;
+        let (mut value, mut status) = (0f64, 0);
+        // SAFETY: a valid open handle; the value is a plain double.
+        unsafe {
+            ffi::ffgkyd(
+                self.fptr,
+                name.as_ptr(),
+                &mut value,
+                ptr::null_mut(),
+                &mut status,
+            )
+        };
+        if status != 0 {
+            clear_messages();
+            return None;
+        }
+        value.is_finite().then_some(value)
+    }
+
+    fn metadata(&mut self) -> Result<Metadata, SpectrumError> {
+        let mut s = |k: &str| self.key_string(k).map(|v| v.map(|v| v.trim().to_string()));
+        let (targetname, observed_at, class, subtype, magtype) = (
+            s("DESIG")?,
+            s("DATE-OBS")?,
+            s("CLASS")?,
+            s("SUBCLASS")?,
+            s("MAGTYPE")?,
+        );
+        let mut f = |k: &str| self.key_f64(k);
+        Ok(Metadata {
+            targetname,
+            observed_at,
+            class,
+            subtype,
+            magtype,
+            ra: f("RA"),
+            dec: f("DEC"),
+            mag_1: f("MAG1"),
+            mag_2: f("MAG2"),
+            mag_3: f("MAG3"),
+            mag_4: f("MAG4"),
+            mag_5: f("MAG5"),
+            mag_6: f("MAG6"),
+            mag_7: f("MAG7"),
+            sn_u: f("SN_U"),
+            sn_g: f("SN_G"),
+            sn_r: f("SN_R"),
+            sn_i: f("SN_I"),
+            sn_z: f("SN_Z"),
+            z: f("Z"),
+            z_err: f("Z_ERR"),
+        })
+    }
+
+    /// Row `row` (0-based) of a (ROWS, pixels) image as f32; the caller checked the size.
+    fn read_row(&mut self, row: usize, pixels: usize) -> Result<Vec<f32>, SpectrumError> {
+        let mut out = vec![0f32; pixels];
+        let (mut anynul, mut status) = (0, 0);
+        let first = (row * pixels + 1) as ffi::LONGLONG;
+        // SAFETY: `out` holds `pixels` f32 values, exactly the number requested as TFLOAT;
+        // a null `nulval` means no undefined-value substitution (NaN stays NaN).
+        unsafe {
+            ffi::ffgpv(
+                self.fptr,
+                ffi::TFLOAT as c_int,
+                first,
+                pixels as ffi::LONGLONG,
+                ptr::null_mut(),
+                out.as_mut_ptr() as *mut c_void,
+                &mut anynul,
+                &mut status,
+            );
+        }
+        self.check(status, |text| SpectrumError::Data { status, text })?;
+        Ok(out)
+    }
+}
+
+impl Drop for MemFits<'_> {
+    fn drop(&mut self) {
+        let mut status = 0;
+        // SAFETY: the handle is open and closed exactly once here.
+        unsafe { ffi::ffclos(self.fptr, &mut status) };
+        if status != 0 {
+            clear_messages();
+        }
+    }
+}
+
+/// cfitsio keeps an error-message stack; a skipped file must not leave its messages behind.
+fn clear_messages() {
+    // SAFETY: no arguments; cfitsio guards the stack with its own lock when reentrant.
+    unsafe { ffi::ffcmsg() };
+}
+
+/// Header values of a synthetic or test spectrum, written as LAMOST DR2 writes them.
+#[derive(Debug, Clone, Default)]
+pub struct Header {
+    pub filename: Option<String>,
+    pub strings: Vec<(&'static str, String)>,
+    pub numbers: Vec<(&'static str, f64)>,
+    pub integers: Vec<(&'static str, i64)>,
+}
+
+/// Writes a (rows, pixels) float32 primary image with the header; overwrites `path`.
+/// Used by `mljm demo` and by the tests' bad-file corpus.
+pub fn write_spectrum(
+    path: &Path,
+    header: &Header,
+    rows: &[Vec<f32>],
+) -> Result<(), fitsio::errors::Error> {
+    use fitsio::{
+        FitsFile,
+        images::{ImageDescription, ImageType},
+    };
+    let pixels = rows.first().map_or(0, |r| r.len());
+    let dims = [rows.len(), pixels];
+    let desc = ImageDescription {
+        data_type: ImageType::Float,
+        dimensions: &dims,
+    };
+    let _ = std::fs::remove_file(path);
+    let mut f = FitsFile::create(path).with_custom_primary(&desc).open()?;
+    let hdu = f.primary_hdu()?;
+    if let Some(name) = &header.filename {
+        hdu.write_key(&mut f, "FILENAME", name.as_str())?;
+    }
+    for (k, v) in &header.integers {
+        hdu.write_key(&mut f, k, *v)?;
+    }
+    for (k, v) in &header.strings {
+        hdu.write_key(&mut f, k, v.as_str())?;
+    }
+    for (k, v) in &header.numbers {
+        hdu.write_key(&mut f, k, *v)?;
+    }
+    let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+    hdu.write_image(&mut f, &flat)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good_rows(pixels: usize) -> Vec<Vec<f32>> {
+        let wave: Vec<f32> = (0..pixels).map(|i| 3700.0 + i as f32 * 1.5).collect();
+        let flux: Vec<f32> = (0..pixels)
+            .map(|i| 100.0 + (i as f32 * 0.01).sin())
+            .collect();
+        vec![
+            flux,
+            vec![1.0; pixels],
+            wave,
+            vec![0.0; pixels],
+            vec![0.0; pixels],
+        ]
+    }
+
+    fn write(dir: &Path, name: &str, header: Header, rows: &[Vec<f32>]) -> std::path::PathBuf {
+        let p = dir.join(name);
+        write_spectrum(&p, &header, rows).unwrap();
+        p
+    }
+
+    fn named(name: &str) -> Header {
+        Header {
+            filename: Some(name.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_written_spectrum_reads_back_with_its_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = named("spec-1-F1_sp01-001.fits");
+        h.strings.push(("DESIG", "LAMOST J1".into()));
+        h.numbers.push(("RA", 12.5));
+        let p = write(dir.path(), "a.fits", h, &good_rows(100));
+        let s = read_spectrum(&p, Read::WithMetadata).unwrap();
+        assert_eq!(s.filename, "spec-1-F1_sp01-001.fits");
+        assert_eq!(s.wave.len(), 100);
+        assert_eq!(s.wave[1], 3701.5);
+        let m = s.metadata.unwrap();
+        assert_eq!(m.targetname.as_deref(), Some("LAMOST J1"));
+        assert_eq!(m.ra, Some(12.5));
+        assert_eq!(m.dec, None);
+    }
+
+    #[test]
+    fn a_gzipped_spectrum_reads_like_the_plain_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "a.fits", named("x"), &good_rows(50));
+        let plain = std::fs::read(&p).unwrap();
+        let gz = dir.path().join("a.fits.gz");
+        let mut enc = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gz).unwrap(),
+            flate2::Compression::fast(),
+        );
+        std::io::Write::write_all(&mut enc, &plain).unwrap();
+        enc.finish().unwrap();
+        assert_eq!(
+            read_spectrum(&gz, Read::Data).unwrap(),
+            read_spectrum(&p, Read::Data).unwrap()
+        );
+    }
+
+    #[test]
+    fn every_malformed_file_has_its_own_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let good = write(d, "good.fits", named("g"), &good_rows(200));
+        let bytes = std::fs::read(&good).unwrap();
+
+        std::fs::write(d.join("empty.fits"), b"").unwrap();
+        assert_eq!(
+            read_spectrum(&d.join("empty.fits"), Read::Data),
+            Err(SpectrumError::Empty)
+        );
+        std::fs::write(d.join("text.fits"), b"filename,label\n").unwrap();
+        assert_eq!(
+            read_spectrum(&d.join("text.fits"), Read::Data),
+            Err(SpectrumError::NotFits)
+        );
+        std::fs::write(d.join("short.fits"), &bytes[..4000]).unwrap();
+        assert!(matches!(
+            read_spectrum(&d.join("short.fits"), Read::Data),
+            Err(SpectrumError::Truncated { .. })
+        ));
+        std::fs::write(d.join("half-header.fits"), &bytes[..1000]).unwrap();
+        assert!(matches!(
+            read_spectrum(&d.join("half-header.fits"), Read::Data),
+            Err(SpectrumError::Truncated { .. } | SpectrumError::BadHeader(_))
+        ));
+
+        let rows3 = good_rows(200)[..3].to_vec();
+        let p = write(d, "shape.fits", named("s"), &rows3);
+        assert_eq!(
+            read_spectrum(&p, Read::Data),
+            Err(SpectrumError::Shape("(3, 200)".into()))
+        );
+        let p = write(d, "noname.fits", Header::default(), &good_rows(200));
+        assert_eq!(
+            read_spectrum(&p, Read::Data),
+            Err(SpectrumError::MissingFilename)
+        );
+
+        let mut rows = good_rows(200);
+        rows[0] = vec![f32::NAN; 200];
+        rows[0][7] = 1.0;
+        let p = write(d, "nan.fits", named("n"), &rows);
+        assert_eq!(
+            read_spectrum(&p, Read::Data),
+            Err(SpectrumError::TooFewFlux {
+                finite: 1,
+                pixels: 200
+            })
+        );
+
+        let mut rows = good_rows(200);
+        rows[2].reverse();
+        let p = write(d, "decreasing.fits", named("d"), &rows);
+        assert!(matches!(
+            read_spectrum(&p, Read::Data),
+            Err(SpectrumError::WaveNotIncreasing { pixel: 1, .. })
+        ));
+        let mut rows = good_rows(200);
+        rows[2][5] = f32::INFINITY;
+        let p = write(d, "inf.fits", named("i"), &rows);
+        assert_eq!(
+            read_spectrum(&p, Read::Data),
+            Err(SpectrumError::WaveNotFinite { pixel: 5 })
+        );
+
+        std::fs::create_dir(d.join("dir.fits")).unwrap();
+        assert_eq!(
+            read_spectrum(&d.join("dir.fits"), Read::Data),
+            Err(SpectrumError::Directory)
+        );
+    }
+
+    #[test]
+    fn a_header_claiming_a_huge_image_is_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = write(dir.path(), "g.fits", named("g"), &good_rows(200));
+        let mut bytes = std::fs::read(&good).unwrap();
+        let card = bytes
+            .chunks(80)
+            .position(|c| c.starts_with(b"NAXIS1 "))
+            .unwrap();
+        let lie = format!("{:<80}", "NAXIS1  =               900000 / lie");
+        bytes[card * 80..card * 80 + 80].copy_from_slice(lie.as_bytes());
+        assert!(matches!(
+            parse_spectrum(&bytes, Read::Data),
+            Err(SpectrumError::Truncated { .. })
+        ));
+        let lie = format!("{:<80}", "NAXIS1  =           9000000000 / lie");
+        bytes[card * 80..card * 80 + 80].copy_from_slice(lie.as_bytes());
+        assert_eq!(
+            parse_spectrum(&bytes, Read::Data),
+            Err(SpectrumError::Pixels {
+                pixels: 9_000_000_000
+            })
+        );
+    }
+}

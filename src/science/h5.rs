@@ -1,0 +1,180 @@
+//! The HDF5 spectra files the original platform reads and writes: `filenames` (variable-length
+//! UTF-8), `wave` (f64, points), `fluxes` (f64, n × points) and, in training sets, `labels`
+//! (int64). We write `fluxes` and `filenames` in chunks as rows arrive, so memory stays flat.
+
+use std::{path::Path, str::FromStr};
+
+use hdf5::{Dataset, File, types::VarLenUnicode};
+use ndarray::{Array2, ArrayView2, s};
+
+/// Bytes of flux rows buffered (and written per HDF5 chunk).
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Appends spectra to a new file; [`SpectraWriter::finish`] closes it.
+pub struct SpectraWriter {
+    file: File,
+    filenames: Dataset,
+    fluxes: Dataset,
+    points: usize,
+    rows: usize,
+    names: Vec<VarLenUnicode>,
+    buffer: Vec<f64>,
+    chunk_rows: usize,
+}
+
+impl SpectraWriter {
+    pub fn create(path: &Path, wave: &[f64]) -> hdf5::Result<SpectraWriter> {
+        let points = wave.len();
+        let chunk_rows = (CHUNK_BYTES / (points.max(1) * 8)).clamp(1, 4096);
+        let file = File::create(path)?;
+        file.new_dataset::<f64>()
+            .shape(points)
+            .create("wave")?
+            .write(wave)?;
+        let fluxes = file
+            .new_dataset::<f64>()
+            .chunk((chunk_rows, points))
+            .shape((0.., points))
+            .create("fluxes")?;
+        let filenames = file
+            .new_dataset::<VarLenUnicode>()
+            .chunk(chunk_rows.max(256))
+            .shape(0..)
+            .create("filenames")?;
+        Ok(SpectraWriter {
+            file,
+            filenames,
+            fluxes,
+            points,
+            rows: 0,
+            names: Vec::with_capacity(chunk_rows),
+            buffer: Vec::with_capacity(chunk_rows * points),
+            chunk_rows,
+        })
+    }
+
+    pub fn push(&mut self, filename: &str, flux: &[f64]) -> hdf5::Result<()> {
+        if flux.len() != self.points {
+            return Err(format!(
+                "a row of {} points in a file of {}",
+                flux.len(),
+                self.points
+            )
+            .into());
+        }
+        let name = VarLenUnicode::from_str(filename)
+            .map_err(|e| hdf5::Error::from(format!("file name {filename:?}: {e}")))?;
+        self.names.push(name);
+        self.buffer.extend_from_slice(flux);
+        if self.names.len() >= self.chunk_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> hdf5::Result<()> {
+        let n = self.names.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let (start, end) = (self.rows, self.rows + n);
+        self.fluxes.resize((end, self.points))?;
+        let block = ArrayView2::from_shape((n, self.points), &self.buffer)
+            .map_err(|e| hdf5::Error::from(e.to_string()))?;
+        self.fluxes.write_slice(block, s![start..end, ..])?;
+        self.filenames.resize(end)?;
+        self.filenames.write_slice(&self.names, s![start..end])?;
+        self.rows = end;
+        self.names.clear();
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Writes what is buffered and closes the file; returns the number of rows.
+    pub fn finish(mut self) -> hdf5::Result<usize> {
+        self.flush()?;
+        self.file.flush()?;
+        Ok(self.rows)
+    }
+}
+
+/// A whole spectra file in memory (pools and training sets are read whole).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpectraSet {
+    pub filenames: Vec<String>,
+    pub wave: Vec<f64>,
+    pub fluxes: Array2<f64>,
+    /// Class indices, in training sets.
+    pub labels: Option<Vec<i64>>,
+}
+
+pub fn read_spectra(path: &Path) -> hdf5::Result<SpectraSet> {
+    let file = File::open(path)?;
+    let filenames: Vec<String> = file
+        .dataset("filenames")?
+        .read_raw::<VarLenUnicode>()?
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    let wave = file.dataset("wave")?.read_raw::<f64>()?;
+    let fluxes = file.dataset("fluxes")?.read_2d::<f64>()?;
+    let labels = match file.link_exists("labels") {
+        true => Some(file.dataset("labels")?.read_raw::<i64>()?),
+        false => None,
+    };
+    if fluxes.nrows() != filenames.len() || fluxes.ncols() != wave.len() {
+        return Err(format!(
+            "inconsistent shapes: {} filenames, {} wave points, fluxes {} × {}",
+            filenames.len(),
+            wave.len(),
+            fluxes.nrows(),
+            fluxes.ncols()
+        )
+        .into());
+    }
+    Ok(SpectraSet {
+        filenames,
+        wave,
+        fluxes,
+        labels,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spectra_written_in_chunks_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.h5");
+        let wave: Vec<f64> = (0..300).map(|i| 4000.0 + i as f64).collect();
+        let mut w = SpectraWriter::create(&p, &wave).unwrap();
+        for i in 0..1000 {
+            w.push(&format!("spec-{i}.fits"), &vec![i as f64; 300])
+                .unwrap();
+        }
+        assert_eq!(w.finish().unwrap(), 1000);
+        let set = read_spectra(&p).unwrap();
+        assert_eq!(set.filenames.len(), 1000);
+        assert_eq!(set.filenames[999], "spec-999.fits");
+        assert_eq!(set.wave, wave);
+        assert_eq!(set.fluxes[[437, 12]], 437.0);
+        assert_eq!(set.labels, None);
+    }
+
+    #[test]
+    fn an_empty_result_is_still_a_valid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.h5");
+        assert_eq!(
+            SpectraWriter::create(&p, &[1.0, 2.0])
+                .unwrap()
+                .finish()
+                .unwrap(),
+            0
+        );
+        let set = read_spectra(&p).unwrap();
+        assert_eq!(set.fluxes.dim(), (0, 2));
+    }
+}

@@ -1,0 +1,6 @@
+//! `GET /api/spectra/{filename}`: one LAMOST spectrum of the survey under `spectra/`, with its
+//! header metadata, looked up by its name as `spectra/<PLANID>/<filename>`.
+
+pub mod model;
+pub mod routes;
+pub mod service;
