@@ -4,5 +4,6 @@ mod cli;
 mod files;
 mod helpers;
 mod jobs;
+mod preprocessing;
 mod queue;
 mod security;

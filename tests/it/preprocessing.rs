@@ -1,0 +1,630 @@
+//! DATA_PREPROCESSING through the real server and through `mljm run`: parity with the original
+//! pipeline's golden output, a corpus of bad files, strict mode, abort, and the spectra API.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use mljm::science::{
+    demo,
+    fits::{Header, write_spectrum},
+    h5::read_spectra,
+};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, id, spawn_app};
+
+crate::on_both_backends!(
+    the_golden_fixture_is_reproduced_through_the_server,
+    a_bad_corpus_completes_with_every_bad_file_named,
+    strict_mode_fails_naming_the_first_bad_file,
+    abort_in_the_middle_of_10000_files_stops_within_a_second,
+    a_data_dir_path_that_leaves_the_spectra_root_is_refused,
+);
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocessing")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn prep_config(data_dir_path: &str) -> Value {
+    json!({"data_dir_path": data_dir_path, "wave_start_point": 3800, "wave_end_point": 9000, "wave_point_count": 600})
+}
+
+async fn create_prep(app: &TestApp, config: Value) -> Value {
+    let resp = app
+        .post_json(
+            "/api/jobs/",
+            &json!({"type": "DATA_PREPROCESSING", "label": "prep", "config": config}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    resp.json().await.unwrap()
+}
+
+/// Rows of `actual` equal those of `expected` (matched by filename) within `tol`.
+pub fn assert_same_result(expected: &Path, actual: &Path, tol: f64) {
+    let (e, a) = (
+        read_spectra(expected).unwrap(),
+        read_spectra(actual).unwrap(),
+    );
+    let mut want = e.filenames.clone();
+    let mut got = a.filenames.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(want, got, "the same spectra");
+    assert_eq!(e.wave, a.wave);
+    for (i, name) in e.filenames.iter().enumerate() {
+        let j = a.filenames.iter().position(|n| n == name).unwrap();
+        let worst = e
+            .fluxes
+            .row(i)
+            .iter()
+            .zip(a.fluxes.row(j))
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(worst <= tol, "{name}: max |diff| {worst}");
+    }
+}
+
+async fn the_golden_fixture_is_reproduced_through_the_server(b: Backend) {
+    let app = spawn_app(b).await;
+    copy_dir(&fixture().join("spectra"), &app.data_dir.join("spectra"));
+    let job = create_prep(&app, prep_config("/")).await;
+    app.run(&id(&job)).await;
+    app.wait_phase(&id(&job), "COMPLETED", Duration::from_secs(30))
+        .await;
+    let dir = app.job_dir(&job);
+    assert_same_result(
+        &fixture().join("expected_result.h5"),
+        &dir.join("result.h5"),
+        1e-6,
+    );
+    // Files in sorted path order, as the original writes them.
+    let ours = read_spectra(&dir.join("result.h5")).unwrap();
+    assert_eq!(
+        ours.filenames,
+        read_spectra(&fixture().join("expected_result.h5"))
+            .unwrap()
+            .filenames
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("skipped.json"))
+            .unwrap()
+            .trim(),
+        "[]"
+    );
+    let log = app.log(&id(&job)).await;
+    assert!(log.contains("wrote 26 spectra to result.h5"), "{log}");
+    // One plan directory alone.
+    let job = create_prep(&app, prep_config("/F9999")).await;
+    app.run(&id(&job)).await;
+    app.wait_phase(&id(&job), "COMPLETED", Duration::from_secs(30))
+        .await;
+    let two = read_spectra(&app.job_dir(&job).join("result.h5")).unwrap();
+    assert_eq!(
+        two.filenames,
+        [
+            "spec-56999-F9999_sp01-001.fits",
+            "spec-56999-F9999_sp01-002.fits"
+        ]
+    );
+    assert!(
+        two.fluxes.row(0).iter().all(|v| *v == -1.0),
+        "a constant spectrum scales to -1"
+    );
+}
+
+/// Good spectra, and one file for every way a file can be wrong. Returns (good FILENAMEs,
+/// bad file name → words its reason must contain), all under `spectra/F7000/`.
+pub fn bad_corpus(spectra: &Path) -> (Vec<String>, BTreeMap<String, &'static str>) {
+    let dir = spectra.join("F7000");
+    std::fs::create_dir_all(&dir).unwrap();
+    let name = |i: usize| format!("spec-57000-F7000_sp01-{i:03}.fits");
+    let base = demo::synthetic(5, 0);
+    let header = |filename: Option<String>| Header {
+        filename,
+        ..base.header.clone()
+    };
+    let write = |i: usize, h: Header, rows: &[Vec<f32>]| {
+        write_spectrum(&dir.join(name(i)), &h, rows).unwrap()
+    };
+    let mut good = Vec::new();
+    for i in [1, 2, 3] {
+        let s = demo::synthetic(5, i);
+        write(i, header(Some(name(i))), &s.rows);
+        good.push(name(i));
+    }
+    // NaN and inf flux pixels in a good spectrum are dropped, the spectrum kept.
+    let mut rows = demo::synthetic(5, 4).rows;
+    rows[0][10] = f32::NAN;
+    rows[0][11] = f32::INFINITY;
+    write(4, header(Some(name(4))), &rows);
+    good.push(name(4));
+
+    let mut bad = BTreeMap::new();
+    std::fs::write(dir.join(name(10)), b"").unwrap();
+    bad.insert(name(10), "empty");
+    std::fs::write(dir.join(name(11)), b"filename,label\nspec-1,other\n").unwrap();
+    bad.insert(name(11), "not a FITS file");
+    let good_bytes = std::fs::read(dir.join(name(1))).unwrap();
+    std::fs::write(dir.join(name(12)), &good_bytes[..good_bytes.len() / 2]).unwrap();
+    bad.insert(name(12), "truncated");
+    write(13, header(Some(name(13))), &base.rows[..3]);
+    bad.insert(name(13), "shape (3, 3909)");
+    write_i64_image(&dir.join(name(14)), &name(14));
+    bad.insert(name(14), "64-bit integers");
+    let mut lying = good_bytes.clone();
+    patch_card(
+        &mut lying,
+        "NAXIS2",
+        "NAXIS2  =            100000000 / rows claimed",
+    );
+    std::fs::write(dir.join(name(15)), &lying).unwrap();
+    bad.insert(name(15), "shape (100000000, 3909)");
+    let mut lying = good_bytes.clone();
+    patch_card(
+        &mut lying,
+        "NAXIS1",
+        "NAXIS1  =               900000 / pixels claimed",
+    );
+    std::fs::write(dir.join(name(16)), &lying).unwrap();
+    bad.insert(name(16), "truncated");
+    write(17, header(None), &base.rows);
+    bad.insert(name(17), "no FILENAME");
+    let mut rows = base.rows.clone();
+    rows[0] = vec![f32::NAN; rows[0].len()];
+    write(18, header(Some(name(18))), &rows);
+    bad.insert(name(18), "only 0 of 3909 flux pixels are finite");
+    let mut rows = base.rows.clone();
+    rows[2].reverse();
+    write(19, header(Some(name(19))), &rows);
+    bad.insert(name(19), "not strictly increasing");
+    // The FILENAME of file 1, in a later file: the later one loses.
+    write(20, header(Some(name(1))), &demo::synthetic(5, 20).rows);
+    bad.insert(name(20), "duplicate FILENAME");
+    std::fs::create_dir(dir.join(name(21))).unwrap();
+    bad.insert(name(21), "is a directory");
+    (good, bad)
+}
+
+fn patch_card(bytes: &mut [u8], key: &str, card: &str) {
+    let at = bytes
+        .chunks(80)
+        .position(|c| c.starts_with(format!("{key:<8}").as_bytes()))
+        .unwrap()
+        * 80;
+    bytes[at..at + 80].copy_from_slice(format!("{card:<80}").as_bytes());
+}
+
+fn write_i64_image(path: &Path, filename: &str) {
+    use fitsio::{
+        FitsFile,
+        images::{ImageDescription, ImageType},
+    };
+    let desc = ImageDescription {
+        data_type: ImageType::LongLong,
+        dimensions: &[5, 3909],
+    };
+    let mut f = FitsFile::create(path)
+        .with_custom_primary(&desc)
+        .open()
+        .unwrap();
+    let hdu = f.primary_hdu().unwrap();
+    hdu.write_key(&mut f, "FILENAME", filename).unwrap();
+    hdu.write_image(&mut f, &vec![7i64; 5 * 3909]).unwrap();
+}
+
+async fn a_bad_corpus_completes_with_every_bad_file_named(b: Backend) {
+    let app = spawn_app(b).await;
+    let (good, bad) = bad_corpus(&app.data_dir.join("spectra"));
+    let job = create_prep(&app, prep_config("/")).await;
+    app.run(&id(&job)).await;
+    app.wait_phase(&id(&job), "COMPLETED", Duration::from_secs(30))
+        .await;
+    let dir = app.job_dir(&job);
+    let result = read_spectra(&dir.join("result.h5")).unwrap();
+    assert_eq!(
+        result.filenames, good,
+        "exactly the good spectra, in path order"
+    );
+    assert!(
+        result
+            .fluxes
+            .iter()
+            .all(|v| v.is_finite() && v.abs() <= 1.0 + 1e-12),
+        "no NaN reaches result.h5"
+    );
+    let skipped: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("skipped.json")).unwrap()).unwrap();
+    let reasons: BTreeMap<String, String> = skipped
+        .iter()
+        .map(|s| {
+            (
+                s["file"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("F7000/")
+                    .to_string(),
+                s["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons.keys().collect::<Vec<_>>(),
+        bad.keys().collect::<Vec<_>>(),
+        "{reasons:#?}"
+    );
+    for (file, words) in &bad {
+        assert!(
+            reasons[file].contains(words),
+            "{file}: {:?} should say {words:?}",
+            reasons[file]
+        );
+    }
+    let log = app.log(&id(&job)).await;
+    assert!(log.contains("2 non-finite flux pixel(s) dropped"), "{log}");
+    assert_eq!(
+        log.matches("skipped F7000/").count(),
+        bad.len(),
+        "one log line per bad file"
+    );
+
+    // The spectra API: each bad file is a 422 with its reason, a good one its data.
+    for (file, words) in &bad {
+        if *words == "duplicate FILENAME" {
+            continue; // a readable spectrum in itself
+        }
+        let resp = app.get(&format!("/api/spectra/{file}")).await;
+        assert_eq!(resp.status(), 422, "{file}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains(words) || *words == "is a directory",
+            "{file}: {body}"
+        );
+    }
+    let resp = app.get(&format!("/api/spectra/{}", good[0])).await;
+    assert_eq!(resp.status(), 200);
+    let s: Value = resp.json().await.unwrap();
+    assert_eq!(s["filename"], good[0].as_str());
+    assert_eq!(s["type"], "STAR");
+    assert_eq!(
+        (
+            s["wave"].as_array().unwrap().len(),
+            s["flux"].as_array().unwrap().len()
+        ),
+        (3909, 3909)
+    );
+    assert!(
+        s["ra"].is_f64() && s["mag_7"].is_f64() && s["sn_r"].is_f64() && s["z_err"].is_f64(),
+        "{}",
+        s["ra"]
+    );
+    assert!(s["targetname"].as_str().unwrap().starts_with("LAMOST J"));
+    let resp = app.get("/api/spectra/spec-57000-F7000_sp09-999.fits").await;
+    assert_eq!(resp.status(), 404);
+    assert!(resp.text().await.unwrap().contains("spectra/F7000/"));
+    for name in [
+        "notaspectrum.fits",
+        "spec-57000-F7000_sp01-001.fit",
+        "spec-1-..%2F..%2Fetc_sp01-001.fits",
+    ] {
+        let resp = app.get(&format!("/api/spectra/{name}")).await;
+        assert_eq!(resp.status(), 422, "{name}");
+        assert!(
+            resp.text()
+                .await
+                .unwrap()
+                .contains("spec-<LMJD>-<PLANID>_sp<SPID>-<FIBERID>.fits")
+        );
+    }
+}
+
+async fn strict_mode_fails_naming_the_first_bad_file(b: Backend) {
+    let app = spawn_app(b).await;
+    bad_corpus(&app.data_dir.join("spectra"));
+    let mut config = prep_config("/");
+    config["strict"] = json!(true);
+    let job = create_prep(&app, config).await;
+    app.run(&id(&job)).await;
+    let job = app
+        .wait_phase(&id(&job), "ERROR", Duration::from_secs(30))
+        .await;
+    let error = job["error"].as_str().unwrap();
+    assert!(
+        error.contains("F7000/spec-57000-F7000_sp01-010.fits: the file is empty"),
+        "{error}"
+    );
+    let dir = app.job_dir(&job);
+    assert!(!dir.join("result.h5").exists() && !dir.join("result.h5.partial").exists());
+}
+
+/// `n` copies of one synthetic spectrum with their own FILENAME, written fast: the FITS bytes
+/// are patched rather than regenerated.
+pub fn many_spectra(spectra: &Path, n: usize) {
+    let tmp = spectra.join("template.fits");
+    std::fs::create_dir_all(spectra).unwrap();
+    let s = demo::synthetic(3, 0);
+    let mut h = s.header.clone();
+    h.filename = Some("spec-50000-F0000_sp00-000.fits".into());
+    write_spectrum(&tmp, &h, &s.rows).unwrap();
+    let template = std::fs::read(&tmp).unwrap();
+    std::fs::remove_file(&tmp).unwrap();
+    let at = template
+        .windows(30)
+        .position(|w| w == b"spec-50000-F0000_sp00-000.fits")
+        .unwrap();
+    for i in 0..n {
+        let plan = format!("F{}", 1000 + i / 1000);
+        let name = format!("spec-50000-{plan}_sp00-{:03}.fits", i % 1000);
+        let mut bytes = template.clone();
+        bytes[at..at + 30].copy_from_slice(name.as_bytes());
+        std::fs::create_dir_all(spectra.join(&plan)).unwrap();
+        std::fs::write(spectra.join(&plan).join(&name), bytes).unwrap();
+    }
+}
+
+async fn abort_in_the_middle_of_10000_files_stops_within_a_second(b: Backend) {
+    let app = spawn_app(b).await;
+    many_spectra(&app.data_dir.join("spectra"), 10_000);
+    let job = create_prep(&app, prep_config("/")).await;
+    let jid = id(&job);
+    app.run(&jid).await;
+    // The file count is logged when the walk is done and reading starts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !app.log(&jid).await.contains("10000 FITS files under") {
+        assert!(Instant::now() < deadline, "preprocessing never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let resp = app.post(&format!("/api/jobs/{jid}/process/ABORT")).await;
+    assert_eq!(
+        resp.status(),
+        202,
+        "the job was still running: {:?}",
+        resp.text().await
+    );
+    let aborted = Instant::now();
+    let dir = app.job_dir(&job);
+    while !app.log(&jid).await.contains("result discarded") {
+        assert!(
+            aborted.elapsed() < Duration::from_secs(1),
+            "still running 1 s after ABORT:\n{}",
+            app.log(&jid).await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("preprocessing stopped {:?} after ABORT", aborted.elapsed());
+    assert_eq!(app.job(&jid).await["phase"], "ABORTED");
+    assert!(
+        !dir.join("result.h5").exists(),
+        "no result.h5 after an abort"
+    );
+    assert!(
+        !dir.join("result.h5.partial").exists(),
+        "the partial file is removed"
+    );
+}
+
+async fn a_data_dir_path_that_leaves_the_spectra_root_is_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    for bad in ["/../files", "../..", "/F1/../../etc"] {
+        let resp = app
+            .post_json(
+                "/api/jobs/",
+                &json!({"type": "DATA_PREPROCESSING", "label": "x", "config": prep_config(bad)}),
+            )
+            .await;
+        assert_eq!(resp.status(), 422, "{bad}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["field"], "config.data_dir_path");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("would leave the spectra root"),
+            "{body}"
+        );
+    }
+    let mut config = prep_config("/");
+    config["wave_point_count"] = json!(100_001);
+    let resp = app
+        .post_json(
+            "/api/jobs/",
+            &json!({"type": "DATA_PREPROCESSING", "label": "x", "config": config}),
+        )
+        .await;
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "config.wave_point_count");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("from 2 to 100000")
+    );
+    // A directory that is not there: the job ends in ERROR with the path in words.
+    let job = create_prep(&app, prep_config("/nowhere")).await;
+    app.run(&id(&job)).await;
+    let job = app
+        .wait_phase(&id(&job), "ERROR", Duration::from_secs(30))
+        .await;
+    assert!(
+        job["error"].as_str().unwrap().contains("does not exist"),
+        "{job}"
+    );
+}
+
+/// `mljm run` with the original's config file, as it is: paths relative to its folder.
+#[tokio::test]
+async fn mljm_run_reproduces_the_golden_fixture_from_the_originals_config() {
+    let out = tempfile::tempdir().unwrap();
+    let config = fixture().join("prep_config.json");
+    let run = |args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(vec![
+        "DATA_PREPROCESSING".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--out".into(),
+        out.path().display().to_string(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("COMPLETED") && !err.contains('\u{1b}'),
+        "plain lines when not on a terminal: {err}"
+    );
+    assert_same_result(
+        &fixture().join("expected_result.h5"),
+        &out.path().join("result.h5"),
+        1e-6,
+    );
+    assert!(
+        std::fs::read_to_string(out.path().join("log.txt"))
+            .unwrap()
+            .contains("wrote 26 spectra")
+    );
+
+    // Written by us, read the way h5py reads it: names and dtypes of the original.
+    let f = hdf5::File::open(out.path().join("result.h5")).unwrap();
+    use hdf5::types::{FloatSize, TypeDescriptor};
+    assert_eq!(
+        f.dataset("fluxes")
+            .unwrap()
+            .dtype()
+            .unwrap()
+            .to_descriptor()
+            .unwrap(),
+        TypeDescriptor::Float(FloatSize::U8)
+    );
+    assert_eq!(
+        f.dataset("wave")
+            .unwrap()
+            .dtype()
+            .unwrap()
+            .to_descriptor()
+            .unwrap(),
+        TypeDescriptor::Float(FloatSize::U8)
+    );
+    assert_eq!(
+        f.dataset("filenames")
+            .unwrap()
+            .dtype()
+            .unwrap()
+            .to_descriptor()
+            .unwrap(),
+        TypeDescriptor::VarLenUnicode
+    );
+    assert_eq!(f.dataset("fluxes").unwrap().shape(), vec![26, 600]);
+
+    // Bad usage is exit status 2 with the field named; a failed run is 1 with the reason.
+    let bad_cfg = out.path().join("bad.json");
+    std::fs::write(&bad_cfg, r#"{"data_dir_path": ".", "wave_start_point": 9000, "wave_end_point": 3800, "wave_point_count": 600}"#).unwrap();
+    let o = run(vec![
+        "DATA_PREPROCESSING".into(),
+        "--config".into(),
+        bad_cfg.display().to_string(),
+        "--out".into(),
+        out.path().join("b").display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wave_end_point"));
+    let o = run(vec![
+        "NO_SUCH_TYPE".into(),
+        "--config".into(),
+        bad_cfg.display().to_string(),
+        "--out".into(),
+        "x".into(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("DATA_PREPROCESSING"));
+    let empty = tempfile::tempdir().unwrap();
+    let cfg = empty.path().join("prep.json");
+    std::fs::write(&cfg, prep_config("nothing-here").to_string()).unwrap();
+    std::fs::create_dir(empty.path().join("nothing-here")).unwrap();
+    let o = run(vec![
+        "DATA_PREPROCESSING".into(),
+        "--config".into(),
+        cfg.display().to_string(),
+        "--out".into(),
+        empty.path().join("o").display().to_string(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no .fits or .fits.gz files under"));
+}
+
+/// The h5py-written training set of the original reads, labels included.
+#[test]
+fn an_h5py_training_set_reads_with_its_labels() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/active_ml/training_data.h5");
+    let set = read_spectra(&path).unwrap();
+    let labels = set.labels.unwrap();
+    assert_eq!(labels.len(), set.filenames.len());
+    assert_eq!(set.fluxes.ncols(), set.wave.len());
+    assert!(labels.iter().all(|l| (0..3).contains(l)));
+}
+
+/// `mljm demo` writes a survey that preprocesses completely, with the config it writes.
+#[tokio::test]
+async fn mljm_demo_data_preprocesses_with_its_own_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let bin = env!("CARGO_BIN_EXE_mljm");
+    let o = std::process::Command::new(bin)
+        .args(["demo", "--n", "300", "--seed", "4", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let labels = std::fs::read_to_string(data.join("files/labels.csv")).unwrap();
+    assert_eq!(labels.lines().count(), 301);
+    for class in demo::CLASSES {
+        assert!(
+            labels.contains(&format!(",{class}\n")),
+            "{class} is represented"
+        );
+    }
+    let o = std::process::Command::new(bin)
+        .args(["run", "DATA_PREPROCESSING", "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(data.join("files/prep_config.json"))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let set = read_spectra(&tmp.path().join("out/result.h5")).unwrap();
+    assert_eq!(set.fluxes.dim(), (300, 600));
+    let first_label_file = labels.lines().nth(1).unwrap().split(',').next().unwrap();
+    assert!(set.filenames.iter().any(|f| f == first_label_file));
+}
