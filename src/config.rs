@@ -125,12 +125,17 @@ pub struct Overrides {
     pub accept: Option<Vec<String>>,
 }
 
-/// `MLJM_*` variables that are not configuration keys (read by the CLI client and the tests).
+/// `MLJM_*` variables that are not configuration keys (read by the CLI client, the tests and
+/// the benchmarks).
 const NON_CONFIG_VARS: &[&str] = &[
     "MLJM_SERVER",
     "MLJM_CONFIG",
     "MLJM_TEST_DATABASE_URL",
     "MLJM_LOG",
+    "MLJM_BENCH_SIZES",
+    "MLJM_BENCH_RUNS",
+    "MLJM_BENCH_DIR",
+    "MLJM_REF_PYTHON",
 ];
 
 /// The flat names of the four flags, and `A__B` for any nested key.

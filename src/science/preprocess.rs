@@ -187,7 +187,9 @@ fn is_spectrum_name(name: &std::ffi::OsStr) -> bool {
 /// `sorted(Path(d).rglob(...))`, without holding more than one directory's listing per level.
 /// Symlinks are followed; a directory reached twice (a link loop) is walked once.
 pub struct SortedWalk {
-    stack: Vec<Vec<PathBuf>>,
+    /// Per level, the entries left to visit (reverse sorted, popped from the end) and whether
+    /// each is a directory, from the listing's d_type: no stat unless it is a symlink.
+    stack: Vec<Vec<(PathBuf, bool)>>,
     seen_dirs: HashSet<(u64, u64)>,
     pending: Vec<Found>,
 }
@@ -217,10 +219,19 @@ impl SortedWalk {
         }
         match std::fs::read_dir(dir) {
             Ok(entries) => {
-                let mut paths: Vec<PathBuf> =
-                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+                let mut paths: Vec<(PathBuf, bool)> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| {
+                        let path = e.path();
+                        let is_dir = match e.file_type() {
+                            Ok(t) if !t.is_symlink() => t.is_dir(),
+                            _ => std::fs::metadata(&path).is_ok_and(|m| m.is_dir()),
+                        };
+                        (path, is_dir)
+                    })
+                    .collect();
                 // Popped from the end: reverse order.
-                paths.sort_unstable_by(|a, b| b.file_name().cmp(&a.file_name()));
+                paths.sort_unstable_by(|a, b| b.0.file_name().cmp(&a.0.file_name()));
                 self.stack.push(paths);
             }
             Err(e) => self.pending.push(Found::Bad(
@@ -240,13 +251,10 @@ impl Iterator for SortedWalk {
                 return Some(found);
             }
             let top = self.stack.last_mut()?;
-            let Some(path) = top.pop() else {
+            let Some((path, is_dir)) = top.pop() else {
                 self.stack.pop();
                 continue;
             };
-            let is_dir = std::fs::metadata(&path)
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
             let named = path.file_name().is_some_and(is_spectrum_name);
             if is_dir {
                 self.enter(&path);
