@@ -141,8 +141,9 @@ pub fn read_bytes(path: &Path) -> Result<(Vec<u8>, u64), SpectrumError> {
     if len > MAX_FILE_BYTES {
         return Err(SpectrumError::TooBig(len));
     }
-    let mut buf = vec![0u8; (len as usize).min(FIRST_READ)];
-    file.read_exact(&mut buf).map_err(io)?;
+    // Read into spare capacity: no zero-fill of bytes about to be overwritten.
+    let mut buf = Vec::with_capacity((len as usize).min(FIRST_READ));
+    read_up_to(&mut file, &mut buf, len.min(FIRST_READ as u64))?;
     if buf.starts_with(&[0x1f, 0x8b]) {
         file.take(MAX_FILE_BYTES).read_to_end(&mut buf).map_err(io)?;
         let mut out = Vec::with_capacity(buf.len() * 4);
@@ -161,12 +162,19 @@ pub fn read_bytes(path: &Path) -> Result<(Vec<u8>, u64), SpectrumError> {
         Some(h) => (h + (len - h.min(len)).saturating_mul(3).div_ceil(5) + 2880).min(len),
         None => len,
     };
-    if want > buf.len() as u64 {
-        let start = buf.len();
-        buf.resize(want as usize, 0);
-        file.read_exact(&mut buf[start..]).map_err(io)?;
-    }
+    buf.reserve_exact((want as usize).saturating_sub(buf.len()));
+    read_up_to(&mut file, &mut buf, want)?;
     Ok((buf, len))
+}
+
+/// Reads until `buf` holds `total` bytes; a file shorter than its size said changed under us.
+fn read_up_to(file: &mut std::fs::File, buf: &mut Vec<u8>, total: u64) -> Result<(), SpectrumError> {
+    let missing = total.saturating_sub(buf.len() as u64);
+    let got = file.take(missing).read_to_end(buf).map_err(|e| SpectrumError::Io(e.to_string()))?;
+    if (got as u64) < missing {
+        return Err(SpectrumError::Io("the file shrank while it was read".into()));
+    }
+    Ok(())
 }
 
 /// The header's length in bytes (through the END card, padded to 2880), if `bytes` hold it.
@@ -207,7 +215,7 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
         64 => return Err(SpectrumError::DataType("64-bit integers", bitpix)),
         other => return Err(SpectrumError::DataType("of an unknown type", other)),
     }
-    let promised = fits.data_end((ROWS * pixels) as u64, bitpix.unsigned_abs() as u64 / 8)?;
+    let (data_start, promised) = fits.data_span((ROWS * pixels) as u64, bitpix.unsigned_abs() as u64 / 8)?;
     if promised > file_len {
         return Err(SpectrumError::Truncated {
             promised,
@@ -219,10 +227,20 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
         Some(s) if s.trim().is_empty() => return Err(SpectrumError::EmptyFilename),
         Some(s) => s.trim().to_string(),
     };
-    let flux = fits.read_row(FLUX_ROW, pixels)?;
-    let wave = fits.read_row(WAVE_ROW, pixels)?;
+    // Unscaled big-endian float32, the LAMOST case, decodes straight from our bytes; anything
+    // else (float64, BSCALE/BZERO) goes through cfitsio's conversions.
+    let direct = bitpix == -32 && !has_scaling(&bytes[..(data_start as usize).min(bytes.len())]);
+    let row = |fits: &mut MemFits, row: usize| match direct {
+        true => be_f32_row(bytes, data_start as usize + row * pixels * 4, pixels).ok_or(SpectrumError::Truncated {
+            promised,
+            actual: bytes.len() as u64,
+        }),
+        false => fits.read_row(row, pixels),
+    };
+    let flux = row(&mut fits, FLUX_ROW)?;
+    let wave = row(&mut fits, WAVE_ROW)?;
     check_wave(&wave)?;
-    let finite = flux.iter().filter(|v| v.is_finite()).count();
+    let finite = flux.iter().fold(0, |n, v| n + v.is_finite() as usize);
     if finite < 2 {
         return Err(SpectrumError::TooFewFlux { finite, pixels });
     }
@@ -239,6 +257,12 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
 }
 
 fn check_wave(wave: &[f32]) -> Result<(), SpectrumError> {
+    // One branch-free pass (it vectorises); the slow search below only names the culprit.
+    let finite = wave.iter().fold(true, |ok, w| ok & w.is_finite());
+    let increasing = wave.iter().zip(&wave[1..]).fold(true, |ok, (a, b)| ok & (b > a));
+    if finite && increasing {
+        return Ok(());
+    }
     if let Some(pixel) = wave.iter().position(|w| !w.is_finite()) {
         return Err(SpectrumError::WaveNotFinite { pixel });
     }
@@ -250,6 +274,22 @@ fn check_wave(wave: &[f32]) -> Result<(), SpectrumError> {
         }),
         None => Ok(()),
     }
+}
+
+/// Whether the header (the bytes before the data) scales the data values.
+fn has_scaling(header: &[u8]) -> bool {
+    header.chunks_exact(80).any(|card| card.starts_with(b"BSCALE  ") || card.starts_with(b"BZERO   "))
+}
+
+/// `pixels` big-endian float32 values at byte `offset`, if the bytes hold them.
+fn be_f32_row(bytes: &[u8], offset: usize, pixels: usize) -> Option<Vec<f32>> {
+    let raw = bytes.get(offset..offset.checked_add(pixels.checked_mul(4)?)?)?;
+    let mut row = vec![0u32; pixels];
+    for (v, b) in row.iter_mut().zip(raw.chunks_exact(4)) {
+        *v = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    // A plain loop over u32 that the compiler turns into vector byte shuffles.
+    Some(row.into_iter().map(|v| f32::from_bits(u32::from_be(v))).collect())
 }
 
 /// cfitsio's text for a status code.
@@ -340,14 +380,15 @@ impl<'a> MemFits<'a> {
         ))
     }
 
-    /// The byte offset where the primary HDU's data end, from the header: `elements` values
-    /// of `bytes_per` bytes after the data start (the padding to 2880 bytes may be absent).
-    fn data_end(&mut self, elements: u64, bytes_per: u64) -> Result<u64, SpectrumError> {
+    /// Where the primary HDU's data start, and end by the header: `elements` values of
+    /// `bytes_per` bytes (the padding to 2880 bytes may be absent).
+    fn data_span(&mut self, elements: u64, bytes_per: u64) -> Result<(u64, u64), SpectrumError> {
         let (mut head, mut data, mut end, mut status) = (0, 0, 0, 0);
         // SAFETY: a valid open handle; out-parameters are plain integers.
         unsafe { ffi::ffghadll(self.fptr, &mut head, &mut data, &mut end, &mut status) };
         self.check(status, SpectrumError::BadHeader)?;
-        Ok((data.max(0) as u64).saturating_add(elements.saturating_mul(bytes_per)))
+        let start = data.max(0) as u64;
+        Ok((start, start.saturating_add(elements.saturating_mul(bytes_per))))
     }
 
     fn key_string(&mut self, key: &str) -> Result<Option<String>, SpectrumError> {
