@@ -21,7 +21,11 @@ fn env_or(key: &str, default: &str) -> String {
 /// Runs `cmd`, returning (wall seconds, peak RSS in MiB); panics on failure.
 fn measure(cmd: &mut Command) -> (f64, f64) {
     let started = Instant::now();
-    let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().expect("spawns");
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid out-parameter; wait4 reaps our own child.
@@ -49,7 +53,11 @@ fn survey(root: &Path, n: usize) -> PathBuf {
     let done = data.join("files/labels.csv");
     if !done.exists() {
         eprintln!("writing {n} demo spectra under {} (once)", data.display());
-        let (s, _) = measure(Command::new(env!("CARGO_BIN_EXE_mljm")).args(["demo", "--seed", "11", "--n", &n.to_string(), "--data-dir"]).arg(&data));
+        let (s, _) = measure(
+            Command::new(env!("CARGO_BIN_EXE_mljm"))
+                .args(["demo", "--seed", "11", "--n", &n.to_string(), "--data-dir"])
+                .arg(&data),
+        );
         eprintln!("  {s:.1} s");
     }
     data
@@ -57,19 +65,33 @@ fn survey(root: &Path, n: usize) -> PathBuf {
 
 fn main() {
     // `cargo bench` passes --bench; any other argument filters nothing here.
-    let sizes: Vec<usize> = env_or("MLJM_BENCH_SIZES", "10000,100000").split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let sizes: Vec<usize> = env_or("MLJM_BENCH_SIZES", "10000,100000")
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let runs: usize = env_or("MLJM_BENCH_RUNS", "3").parse().unwrap_or(3).max(1);
     let root = PathBuf::from(env_or("MLJM_BENCH_DIR", "/var/tmp/mljm-bench"));
     let reference = std::env::var("MLJM_REF_PYTHON").ok();
-    let ref_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/ref_preprocess.py");
+    let ref_script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/ref_preprocess.py");
     let out = tempfile::tempdir().expect("temp dir");
-    println!("{:>8} {:>9} {:>12} {:>10} {:>9} {:>9} {:>10} {:>9}", "spectra", "mljm s", "spectra/s", "peak MiB", "cat s", "cat -P2 s", "python s", "speed-up");
+    println!(
+        "{:>8} {:>9} {:>12} {:>10} {:>9} {:>9} {:>10} {:>9}",
+        "spectra", "mljm s", "spectra/s", "peak MiB", "cat s", "cat -P2 s", "python s", "speed-up"
+    );
     for n in sizes {
         let data = survey(&root, n);
         let spectra = data.join("spectra");
         let cat = |parallel: &str| {
-            let script = format!("find '{}' -name '*.fits' -print0 | xargs -0 -P {parallel} -n 1000 cat > /dev/null", spectra.display());
-            median((0..runs).map(|_| measure(Command::new("sh").args(["-c", &script])).0).collect())
+            let script = format!(
+                "find '{}' -name '*.fits' -print0 | xargs -0 -P {parallel} -n 1000 cat > /dev/null",
+                spectra.display()
+            );
+            median(
+                (0..runs)
+                    .map(|_| measure(Command::new("sh").args(["-c", &script])).0)
+                    .collect(),
+            )
         };
         let (cat1, cat2) = (cat("1"), cat("2"));
         let mut walls = Vec::new();
@@ -96,7 +118,13 @@ fn main() {
                 let config = serde_json::json!({"data_dir_path": spectra, "wave_start_point": 3800, "wave_end_point": 9000, "wave_point_count": 600});
                 std::fs::write(&cfg, config.to_string()).expect("writes");
                 let ref_runs = if n > 20_000 { 1 } else { runs };
-                let t = median((0..ref_runs).map(|_| measure(Command::new(py).arg(&ref_script).arg(&cfg).arg(out.path())).0).collect());
+                let t = median(
+                    (0..ref_runs)
+                        .map(|_| {
+                            measure(Command::new(py).arg(&ref_script).arg(&cfg).arg(out.path())).0
+                        })
+                        .collect(),
+                );
                 (format!("{t:.2}"), format!("{:.1}x", t / ours))
             }
             _ => ("-".into(), "-".into()),

@@ -145,7 +145,9 @@ pub fn read_bytes(path: &Path) -> Result<(Vec<u8>, u64), SpectrumError> {
     let mut buf = Vec::with_capacity((len as usize).min(FIRST_READ));
     read_up_to(&mut file, &mut buf, len.min(FIRST_READ as u64))?;
     if buf.starts_with(&[0x1f, 0x8b]) {
-        file.take(MAX_FILE_BYTES).read_to_end(&mut buf).map_err(io)?;
+        file.take(MAX_FILE_BYTES)
+            .read_to_end(&mut buf)
+            .map_err(io)?;
         let mut out = Vec::with_capacity(buf.len() * 4);
         let inflated = flate2::read::MultiGzDecoder::new(buf.as_slice())
             .take(MAX_FILE_BYTES + 1)
@@ -168,18 +170,29 @@ pub fn read_bytes(path: &Path) -> Result<(Vec<u8>, u64), SpectrumError> {
 }
 
 /// Reads until `buf` holds `total` bytes; a file shorter than its size said changed under us.
-fn read_up_to(file: &mut std::fs::File, buf: &mut Vec<u8>, total: u64) -> Result<(), SpectrumError> {
+fn read_up_to(
+    file: &mut std::fs::File,
+    buf: &mut Vec<u8>,
+    total: u64,
+) -> Result<(), SpectrumError> {
     let missing = total.saturating_sub(buf.len() as u64);
-    let got = file.take(missing).read_to_end(buf).map_err(|e| SpectrumError::Io(e.to_string()))?;
+    let got = file
+        .take(missing)
+        .read_to_end(buf)
+        .map_err(|e| SpectrumError::Io(e.to_string()))?;
     if (got as u64) < missing {
-        return Err(SpectrumError::Io("the file shrank while it was read".into()));
+        return Err(SpectrumError::Io(
+            "the file shrank while it was read".into(),
+        ));
     }
     Ok(())
 }
 
 /// The header's length in bytes (through the END card, padded to 2880), if `bytes` hold it.
 fn header_len(bytes: &[u8]) -> Option<u64> {
-    let end = bytes.chunks_exact(80).position(|card| card.starts_with(b"END") && card[3..].iter().all(|&b| b == b' '))?;
+    let end = bytes
+        .chunks_exact(80)
+        .position(|card| card.starts_with(b"END") && card[3..].iter().all(|&b| b == b' '))?;
     Some(((end as u64 + 1) * 80).div_ceil(2880) * 2880)
 }
 
@@ -215,7 +228,8 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
         64 => return Err(SpectrumError::DataType("64-bit integers", bitpix)),
         other => return Err(SpectrumError::DataType("of an unknown type", other)),
     }
-    let (data_start, promised) = fits.data_span((ROWS * pixels) as u64, bitpix.unsigned_abs() as u64 / 8)?;
+    let (data_start, promised) =
+        fits.data_span((ROWS * pixels) as u64, bitpix.unsigned_abs() as u64 / 8)?;
     if promised > file_len {
         return Err(SpectrumError::Truncated {
             promised,
@@ -231,10 +245,12 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
     // else (float64, BSCALE/BZERO) goes through cfitsio's conversions.
     let direct = bitpix == -32 && !has_scaling(&bytes[..(data_start as usize).min(bytes.len())]);
     let row = |fits: &mut MemFits, row: usize| match direct {
-        true => be_f32_row(bytes, data_start as usize + row * pixels * 4, pixels).ok_or(SpectrumError::Truncated {
-            promised,
-            actual: bytes.len() as u64,
-        }),
+        true => be_f32_row(bytes, data_start as usize + row * pixels * 4, pixels).ok_or(
+            SpectrumError::Truncated {
+                promised,
+                actual: bytes.len() as u64,
+            },
+        ),
         false => fits.read_row(row, pixels),
     };
     let flux = row(&mut fits, FLUX_ROW)?;
@@ -259,7 +275,10 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
 fn check_wave(wave: &[f32]) -> Result<(), SpectrumError> {
     // One branch-free pass (it vectorises); the slow search below only names the culprit.
     let finite = wave.iter().fold(true, |ok, w| ok & w.is_finite());
-    let increasing = wave.iter().zip(&wave[1..]).fold(true, |ok, (a, b)| ok & (b > a));
+    let increasing = wave
+        .iter()
+        .zip(&wave[1..])
+        .fold(true, |ok, (a, b)| ok & (b > a));
     if finite && increasing {
         return Ok(());
     }
@@ -278,7 +297,9 @@ fn check_wave(wave: &[f32]) -> Result<(), SpectrumError> {
 
 /// Whether the header (the bytes before the data) scales the data values.
 fn has_scaling(header: &[u8]) -> bool {
-    header.chunks_exact(80).any(|card| card.starts_with(b"BSCALE  ") || card.starts_with(b"BZERO   "))
+    header
+        .chunks_exact(80)
+        .any(|card| card.starts_with(b"BSCALE  ") || card.starts_with(b"BZERO   "))
 }
 
 /// `pixels` big-endian float32 values at byte `offset`, if the bytes hold them.
@@ -289,7 +310,11 @@ fn be_f32_row(bytes: &[u8], offset: usize, pixels: usize) -> Option<Vec<f32>> {
         *v = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
     }
     // A plain loop over u32 that the compiler turns into vector byte shuffles.
-    Some(row.into_iter().map(|v| f32::from_bits(u32::from_be(v))).collect())
+    Some(
+        row.into_iter()
+            .map(|v| f32::from_bits(u32::from_be(v)))
+            .collect(),
+    )
 }
 
 /// cfitsio's text for a status code.
@@ -388,7 +413,10 @@ impl<'a> MemFits<'a> {
         unsafe { ffi::ffghadll(self.fptr, &mut head, &mut data, &mut end, &mut status) };
         self.check(status, SpectrumError::BadHeader)?;
         let start = data.max(0) as u64;
-        Ok((start, start.saturating_add(elements.saturating_mul(bytes_per))))
+        Ok((
+            start,
+            start.saturating_add(elements.saturating_mul(bytes_per)),
+        ))
     }
 
     fn key_string(&mut self, key: &str) -> Result<Option<String>, SpectrumError> {

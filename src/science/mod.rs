@@ -53,6 +53,11 @@ impl Progress {
         self.0.done.store(0, Ordering::Relaxed);
     }
 
+    /// The total, when it is known only after the step began (counted alongside).
+    pub fn set_total(&self, total: u64) {
+        self.0.total.store(total, Ordering::Relaxed);
+    }
+
     pub fn advance(&self, n: u64) {
         self.0.done.fetch_add(n, Ordering::Relaxed);
     }

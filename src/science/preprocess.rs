@@ -283,13 +283,9 @@ pub fn preprocess(
     if !opts.data_dir.is_dir() {
         return Err(PreprocessError::NoDataDir(opts.data_dir.clone()));
     }
-    let total = SortedWalk::new(&opts.data_dir).count();
-    if total == 0 {
-        return Err(PreprocessError::NoFiles(opts.data_dir.clone()));
-    }
-    progress.start_step("preprocessing", total as u64);
+    progress.start_step("preprocessing", 0);
     log(&format!(
-        "{total} FITS files under {}; grid of {} points",
+        "preprocessing {} onto a grid of {} points",
         opts.data_dir.display(),
         opts.grid.len()
     ));
@@ -301,12 +297,23 @@ pub fn preprocess(
     let (found_tx, found_rx) = sync_channel::<Vec<Found>>(2);
     let (rows_tx, rows_rx) = sync_channel::<Vec<Outcome>>(2);
     let written = std::thread::scope(|s| {
+        // The total for the progress report, counted while the work has already begun.
+        let _ = std::thread::Builder::new()
+            .name("prep-count".into())
+            .spawn_scoped(s, || {
+                let total = SortedWalk::new(&opts.data_dir).count();
+                progress.set_total(total as u64);
+                log(&format!(
+                    "{total} FITS files under {}",
+                    opts.data_dir.display()
+                ));
+            });
         let walker = std::thread::Builder::new()
             .name("prep-walk".into())
             .spawn_scoped(s, || walk(&opts.data_dir, found_tx, cancel));
         let writer = std::thread::Builder::new()
             .name("prep-write".into())
-            .spawn_scoped(s, || write(opts, &partial, rows_rx, progress, log, total));
+            .spawn_scoped(s, || write(opts, &partial, rows_rx, progress, log));
         let (walker, writer) = match (walker, writer) {
             (Ok(w), Ok(r)) => (w, r),
             (Err(e), _) | (_, Err(e)) => {
@@ -330,6 +337,9 @@ pub fn preprocess(
         return Err(PreprocessError::Cancelled);
     }
     let written = written?;
+    if written.files == 0 {
+        return Err(PreprocessError::NoFiles(opts.data_dir.clone()));
+    }
     let skipped_json = serde_json::to_vec_pretty(&written.skipped).unwrap_or_default();
     let output = |path: &Path, e: std::io::Error| PreprocessError::Output {
         path: path.to_path_buf(),
@@ -340,7 +350,7 @@ pub fn preprocess(
     std::fs::rename(&partial, &result).map_err(|e| output(&result, e))?;
     std::mem::forget(cleanup);
     let report = Report {
-        files: total,
+        files: written.files,
         spectra: written.spectra,
         skipped: written.skipped.len(),
         dropped_pixels: written.dropped_pixels,
@@ -422,6 +432,7 @@ fn read_and_resample(path: &Path, grid: &[f64]) -> Result<Row, String> {
 }
 
 struct Written {
+    files: usize,
     spectra: usize,
     skipped: Vec<Skipped>,
     dropped_pixels: u64,
@@ -433,7 +444,6 @@ fn write(
     rx: Receiver<Vec<Outcome>>,
     progress: &Progress,
     log: &(dyn Fn(&str) + Sync),
-    total: usize,
 ) -> Result<Written, PreprocessError> {
     let h5_err = |e: hdf5::Error| PreprocessError::Output {
         path: partial.to_path_buf(),
@@ -442,6 +452,7 @@ fn write(
     let mut out = SpectraWriter::create(partial, &opts.grid).map_err(h5_err)?;
     let mut first_seen: HashMap<String, String> = HashMap::new();
     let mut written = Written {
+        files: 0,
         spectra: 0,
         skipped: Vec::new(),
         dropped_pixels: 0,
@@ -483,10 +494,14 @@ fn write(
         if last_line.elapsed() >= Duration::from_secs(5) {
             last_line = Instant::now();
             let rate = done as f64 / started.elapsed().as_secs_f64();
-            log(&format!("{done}/{total} files, {rate:.0} files/s"));
+            log(&format!(
+                "{done}/{} files, {rate:.0} files/s",
+                progress.snapshot().2
+            ));
         }
     }
     out.finish().map_err(h5_err)?;
+    written.files = done;
     Ok(written)
 }
 

@@ -167,21 +167,22 @@ pub fn bad_corpus(spectra: &Path) -> (Vec<String>, BTreeMap<String, &'static str
     bad.insert(name(13), "shape (3, 3909)");
     write_i64_image(&dir.join(name(14)), &name(14));
     bad.insert(name(14), "64-bit integers");
-    let mut lying = good_bytes.clone();
-    patch_card(
-        &mut lying,
+    let lie = |i: usize, key: &str, card: &str| {
+        let mut lying = good_bytes.clone();
+        patch_card(&mut lying, key, card);
+        std::fs::write(dir.join(name(i)), &lying).unwrap();
+    };
+    lie(
+        15,
         "NAXIS2",
         "NAXIS2  =            100000000 / rows claimed",
     );
-    std::fs::write(dir.join(name(15)), &lying).unwrap();
     bad.insert(name(15), "shape (100000000, 3909)");
-    let mut lying = good_bytes.clone();
-    patch_card(
-        &mut lying,
+    lie(
+        16,
         "NAXIS1",
         "NAXIS1  =               900000 / pixels claimed",
     );
-    std::fs::write(dir.join(name(16)), &lying).unwrap();
     bad.insert(name(16), "truncated");
     write(17, header(None), &base.rows);
     bad.insert(name(17), "no FILENAME");
