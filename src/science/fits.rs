@@ -159,13 +159,24 @@ pub fn read_bytes(path: &Path) -> Result<(Vec<u8>, u64), SpectrumError> {
         let n = out.len() as u64;
         return Ok((out, n));
     }
-    let want = match header_len(&buf) {
-        // Three fifths of the data hold rows 0-2; one block more covers any padding.
-        Some(h) => (h + (len - h.min(len)).saturating_mul(3).div_ceil(5) + 2880).min(len),
-        None => len,
+    let Some(h) = header_len(&buf).filter(|&h| h < len) else {
+        read_up_to(&mut file, &mut buf, len)?;
+        return Ok((buf, len));
     };
-    buf.reserve_exact((want as usize).saturating_sub(buf.len()));
-    read_up_to(&mut file, &mut buf, want)?;
+    // The data are 5 equal rows, then padding of less than 2880 bytes, so each row is between
+    // `row_min` and `row_max` bytes. Rows 0 and 2 are read; the bytes of row 1 stay zero.
+    let data = len - h;
+    let (row_min, row_max) = (data.saturating_sub(2879) / 5, data.div_ceil(5));
+    let (row0_end, row2_start, row2_end) =
+        (h + row_max, h + 2 * row_min, (h + 3 * row_max).min(len));
+    buf.reserve_exact((row2_end as usize).saturating_sub(buf.len()));
+    read_up_to(&mut file, &mut buf, row0_end.min(len))?;
+    if row2_start > buf.len() as u64 {
+        buf.resize(row2_start as usize, 0);
+    }
+    let from = buf.len();
+    buf.resize(row2_end.max(from as u64) as usize, 0);
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf[from..], from as u64).map_err(io)?;
     Ok((buf, len))
 }
 

@@ -431,6 +431,12 @@ fn read_and_resample(path: &Path, grid: &[f64]) -> Result<Row, String> {
         .map_err(|e| e.to_string())
 }
 
+fn name_key(name: &str) -> u128 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let h = |salt: u8| BuildHasherDefault::<DefaultHasher>::default().hash_one((salt, name));
+    ((h(1) as u128) << 64) | h(2) as u128
+}
+
 struct Written {
     files: usize,
     spectra: usize,
@@ -450,7 +456,8 @@ fn write(
         message: e.to_string(),
     };
     let mut out = SpectraWriter::create(partial, &opts.grid).map_err(h5_err)?;
-    let mut first_seen: HashMap<String, String> = HashMap::new();
+    // FILENAME → its row, keyed by a 128-bit hash so memory stays ~40 bytes per spectrum.
+    let mut first_seen: HashMap<u128, usize> = HashMap::new();
     let mut written = Written {
         files: 0,
         spectra: 0,
@@ -466,9 +473,9 @@ fn write(
                 .unwrap_or(&path)
                 .to_string_lossy()
                 .into_owned();
-            let row = row.and_then(|row| match first_seen.get(&row.filename) {
+            let row = row.and_then(|row| match first_seen.get(&name_key(&row.filename)) {
                 Some(first) => Err(format!(
-                    "duplicate FILENAME {}: already read from {first}",
+                    "duplicate FILENAME {}: an earlier file has it (row {first} of result.h5)",
                     row.filename
                 )),
                 None => Ok(row),
@@ -479,7 +486,7 @@ fn write(
                         written.dropped_pixels += row.dropped as u64;
                     }
                     out.push(&row.filename, &row.flux).map_err(h5_err)?;
-                    first_seen.insert(row.filename, file);
+                    first_seen.insert(name_key(&row.filename), written.spectra);
                     written.spectra += 1;
                 }
                 Err(reason) if opts.strict => return Err(PreprocessError::Strict { file, reason }),
