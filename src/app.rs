@@ -130,6 +130,7 @@ pub fn create_app(
                 .configure(crate::jobs::routes::configure)
                 .configure(crate::files::routes::configure)
                 .configure(crate::spectra::routes::configure)
+                .configure(crate::labellings::routes::configure)
                 .route("/openapi.json", web::get().to(crate::openapi::document))
                 .route("/docs", web::get().to(crate::openapi::docs_page))
                 .default_service(web::to(|| async {

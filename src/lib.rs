@@ -10,6 +10,7 @@ pub mod error;
 pub mod files;
 pub mod job_types;
 pub mod jobs;
+pub mod labellings;
 pub mod openapi;
 pub mod science;
 pub mod security;

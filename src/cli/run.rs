@@ -27,6 +27,9 @@ pub struct RunArgs {
     /// `files/` roots. Without it, paths are ordinary, relative ones from the config's folder.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Where the CNN runs: auto (CUDA when built with it and present), cpu, or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -83,6 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         dir: args.out.canonicalize()?,
         config,
         paths,
+        device: args.device.clone(),
         log: log.clone(),
         cancel: cancel.clone(),
         progress: progress.clone(),

@@ -1,5 +1,6 @@
 //! Jobs: the UWS-style lifecycle (SPEC §2) behind the JSON API, the pages and the CLI.
 
+pub mod chain;
 pub mod model;
 pub mod pages;
 pub mod routes;

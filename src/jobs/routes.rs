@@ -28,7 +28,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/jobs/{job_id}/process/{action}").route(web::post().to(process)))
     .service(web::resource("/jobs/{job_id}/end/{phase}").route(web::post().to(end)))
-    .service(web::resource("/jobs/{job_id}/log").route(web::get().to(log)));
+    .service(web::resource("/jobs/{job_id}/log").route(web::get().to(log)))
+    .service(web::resource("/jobs/{job_id}/continue").route(web::post().to(continue_job)))
+    .service(web::resource("/jobs/{job_id}/chain").route(web::get().to(chain)));
+}
+
+#[derive(Deserialize)]
+struct ContinueQuery {
+    #[serde(default)]
+    allow_partial: bool,
+}
+
+async fn continue_job(state: web::Data<AppState>, id: web::Path<Uuid>, q: web::Query<ContinueQuery>) -> Result<HttpResponse> {
+    Ok(HttpResponse::Accepted().json(super::chain::continue_job(&state, *id, q.allow_partial).await?))
+}
+
+async fn chain(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(super::chain::chain(&state, *id).await?))
 }
 
 type Result<T> = std::result::Result<T, ApiError>;

@@ -90,6 +90,11 @@ impl SpectraWriter {
         Ok(())
     }
 
+    /// An extra one-dimensional dataset (`labels`, `oracle_indexes`, …) beside the spectra.
+    pub fn add<T: hdf5::H5Type>(&self, name: &str, values: &[T]) -> hdf5::Result<()> {
+        self.file.new_dataset::<T>().shape(values.len()).create(name)?.write(values)
+    }
+
     /// Writes what is buffered and closes the file; returns the number of rows.
     pub fn finish(mut self) -> hdf5::Result<usize> {
         self.flush()?;
@@ -106,6 +111,42 @@ pub struct SpectraSet {
     pub fluxes: Array2<f64>,
     /// Class indices, in training sets.
     pub labels: Option<Vec<i64>>,
+}
+
+/// Writes a whole set (and its labels, when it has them) as the original does.
+pub fn write_spectra(path: &Path, set: &SpectraSet) -> hdf5::Result<SpectraWriter> {
+    let mut w = SpectraWriter::create(path, &set.wave)?;
+    for (name, row) in set.filenames.iter().zip(set.fluxes.rows()) {
+        w.push(name, row.as_slice().ok_or("fluxes are not contiguous")?)?;
+    }
+    if let Some(labels) = &set.labels {
+        w.add("labels", labels)?;
+    }
+    Ok(w)
+}
+
+impl SpectraSet {
+    pub fn len(&self) -> usize {
+        self.filenames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filenames.is_empty()
+    }
+
+    pub fn row(&self, i: usize) -> &[f64] {
+        self.fluxes.row(i).to_slice().unwrap_or(&[])
+    }
+
+    /// The rows at `indexes`, in that order.
+    pub fn select(&self, indexes: &[usize]) -> SpectraSet {
+        SpectraSet {
+            filenames: indexes.iter().map(|&i| self.filenames[i].clone()).collect(),
+            wave: self.wave.clone(),
+            fluxes: self.fluxes.select(ndarray::Axis(0), indexes),
+            labels: self.labels.as_ref().map(|l| indexes.iter().map(|&i| l[i]).collect()),
+        }
+    }
 }
 
 pub fn read_spectra(path: &Path) -> hdf5::Result<SpectraSet> {

@@ -1,10 +1,15 @@
 //! Science code: plain data in, plain data out, no web or database types. Long work takes a
 //! [`Cancel`] flag and reports to a [`Progress`], which the worker and `mljm run` both read.
 
+pub mod active;
+pub mod cnn;
 pub mod demo;
 pub mod fits;
 pub mod h5;
 pub mod preprocess;
+pub mod selection;
+pub mod smote;
+pub mod tsne;
 
 use std::sync::{
     Arc, Mutex,

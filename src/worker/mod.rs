@@ -29,6 +29,7 @@ pub struct Runtime {
     pub registry: Arc<Registry>,
     pub files_root: PathBuf,
     pub spectra_root: PathBuf,
+    pub device: String,
     pub gpu: Arc<Semaphore>,
     pub worker_id: String,
     pub heartbeat: Duration,
@@ -66,6 +67,7 @@ impl Runtime {
             registry,
             files_root: config.files_root(),
             spectra_root: config.spectra_root(),
+            device: config.gpu.device.clone(),
             gpu: Arc::new(Semaphore::new(config.gpu.slots)),
             worker_id: format!(
                 "{}:{}:{}",
@@ -192,6 +194,7 @@ impl Runtime {
                 Err(e) => Err(format!("invalid config: {e}")),
                 Ok(()) => {
                     let cancel = Cancel::new();
+                    let job_dir = dir.clone();
                     let ctx = JobContext {
                         job_id: job.job_id,
                         dir,
@@ -200,6 +203,7 @@ impl Runtime {
                             spectra: self.spectra_root.clone(),
                             files: self.files_root.clone(),
                         },
+                        device: self.device.clone(),
                         log: log.clone(),
                         cancel: cancel.clone(),
                         progress: Progress::new(),
@@ -210,7 +214,7 @@ impl Runtime {
                     let joined = tokio::spawn(jt.run(ctx)).await;
                     watcher.abort();
                     match joined {
-                        Ok(Ok(())) => Ok(()),
+                        Ok(Ok(())) => self.import_labellings(&job, &job_dir).await,
                         Ok(Err(e)) => Err(format!("{e:#}")),
                         Err(j) if j.is_panic() => Err(format!(
                             "the job panicked: {}",
@@ -222,6 +226,34 @@ impl Runtime {
             },
         };
         self.finish(&job, result, Some(&log)).await
+    }
+
+    /// A job that proposes spectra to label leaves them in `labellings.json`; they become
+    /// rows before the job is COMPLETED (replacing those of an earlier attempt).
+    async fn import_labellings(&self, job: &job::Model, dir: &std::path::Path) -> Result<(), String> {
+        use crate::{job_types::active_ml::NewLabelling as Proposed, labellings::{model::NewLabelling, service}};
+        let path = dir.join("labellings.json");
+        let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
+        let proposed: Vec<Proposed> = serde_json::from_slice(&bytes).map_err(|e| format!("labellings.json: {e}"))?;
+        let list = proposed
+            .into_iter()
+            .map(|p| NewLabelling {
+                job_id: job.job_id,
+                spectrum_filename: p.spectrum_filename,
+                spectrum_set: p.spectrum_set,
+                sequence_iteration: p.sequence_iteration,
+                model_prediction: p.model_prediction,
+                user_label: None,
+                user_comment: None,
+            })
+            .collect();
+        use sea_orm::{ColumnTrait, QueryFilter};
+        crate::db::entities::labelling::Entity::delete_many()
+            .filter(crate::db::entities::labelling::Column::JobId.eq(job.job_id))
+            .exec(self.db())
+            .await
+            .map_err(|e| format!("cannot replace the labellings: {e}"))?;
+        service::create_batch(self.db(), list).await.map(|_| ()).map_err(|e| format!("cannot create the labellings: {e}"))
     }
 
     async fn finish(

@@ -144,6 +144,22 @@ pub enum Paths {
 }
 
 impl Paths {
+    /// How a config refers to `path` (the inverse of [`Paths::resolve`]): `/JOBS/…` in the
+    /// server, the path itself for `mljm run`.
+    pub fn unresolve(&self, root: Root, path: &std::path::Path) -> String {
+        let base = match (self, root) {
+            (Paths::Local { .. }, _) => return path.display().to_string(),
+            (Paths::Server { spectra, .. }, Root::Spectra) => spectra,
+            (Paths::Server { files, .. }, Root::Files) => files,
+        };
+        let base = base.canonicalize().unwrap_or_else(|_| base.clone());
+        let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        match path.strip_prefix(&base) {
+            Ok(rel) => format!("/{}", rel.display()),
+            Err(_) => path.display().to_string(),
+        }
+    }
+
     pub fn resolve(&self, root: Root, field: &str, path: &str) -> Result<PathBuf, ConfigError> {
         match self {
             Paths::Local { base } => Ok(base.join(path)),
@@ -178,6 +194,8 @@ pub struct JobContext {
     pub dir: PathBuf,
     pub config: Value,
     pub paths: Paths,
+    /// `gpu.device`: "auto", "cpu" or "cuda:N".
+    pub device: String,
     pub log: JobLog,
     pub cancel: Cancel,
     pub progress: Progress,
@@ -215,6 +233,7 @@ impl Registry {
             types: vec![
                 Arc::new(crate::job_types::script::Script),
                 Arc::new(crate::job_types::preprocessing::Preprocessing),
+                Arc::new(crate::job_types::active_ml::ActiveMl),
             ],
         }
     }

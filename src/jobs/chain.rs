@@ -1,0 +1,162 @@
+//! The active-learning chain: "continue" turns a labelled ACTIVE_ML iteration into the next
+//! one (the file protocol of the original, done by the server), and the chain view lists the
+//! iterations with their labelled counts and performance estimates.
+
+use std::path::PathBuf;
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{
+    model::{JobView, Phase},
+    service::{self, NewJob},
+};
+use crate::{
+    app::AppState,
+    db::entities::job::{self, Column as C},
+    error::ApiError,
+    job_types::active_ml::{AlConfig, OracleData},
+    labellings::{model::LabellingView, service as labellings},
+};
+
+fn job_dir(state: &AppState, job: &JobView) -> PathBuf {
+    state.config.files_root().join(job.dir_path.trim_start_matches('/'))
+}
+
+fn labelled(l: &LabellingView) -> Option<&str> {
+    l.user_label.as_deref().filter(|s| !s.trim().is_empty())
+}
+
+/// Share of the labelled performance-estimation sample whose user label is a candidate class.
+fn perf_estimate(list: &[LabellingView], cfg: &AlConfig) -> Option<f64> {
+    let answered: Vec<&str> = list.iter().filter(|l| l.spectrum_set == "PERFORMANCE_ESTIMATION").filter_map(labelled).collect();
+    if answered.is_empty() {
+        return None;
+    }
+    let hits = answered.iter().filter(|l| cfg.candidate_classes.iter().any(|c| c == *l)).count();
+    Some(hits as f64 / answered.len() as f64)
+}
+
+fn config_of(job: &JobView) -> Result<AlConfig, ApiError> {
+    AlConfig::parse(job.config.as_ref().unwrap_or(&Value::Null)).map_err(ApiError::from)
+}
+
+/// POST /api/jobs/{id}/continue: writes `oracle_data.json`, appends the performance estimate
+/// to `perf_est_list.json`, creates the next iteration from `new_config.json` and runs it.
+pub async fn continue_job(state: &AppState, id: Uuid, allow_partial: bool) -> Result<JobView, ApiError> {
+    let job = service::get(state, id).await?;
+    if job.job_type != "ACTIVE_ML" {
+        return Err(ApiError::Conflict(format!("job {id} is a {} job; only ACTIVE_ML iterations continue", job.job_type)));
+    }
+    if job.phase != Phase::Completed {
+        return Err(ApiError::Conflict(format!("job {id} is {}; an iteration continues once it is COMPLETED", job.phase.as_str())));
+    }
+    let existing = job::Entity::find().filter(C::ParentJobId.eq(id)).one(&state.db).await?;
+    if let Some(next) = existing {
+        return Err(ApiError::Conflict(format!("job {id} was already continued by job {}", next.job_id)));
+    }
+    let cfg = config_of(&job)?;
+    let list = labellings::list(&state.db, id).await?;
+    let oracle: Vec<&LabellingView> = list.iter().filter(|l| l.spectrum_set == "ORACLE").collect();
+    let missing = oracle.iter().filter(|l| labelled(l).is_none()).count();
+    if missing > 0 && !allow_partial {
+        return Err(ApiError::Conflict(format!(
+            "{missing} of {} oracle spectra are still unlabelled; label them, or continue with ?allow_partial=true",
+            oracle.len()
+        )));
+    }
+    let mut answers = OracleData { filenames: Vec::new(), labels: Vec::new() };
+    for l in oracle.iter().filter(|l| labelled(l).is_some()) {
+        let label = labelled(l).unwrap_or_default();
+        let class = cfg.classes.iter().position(|c| c == label).ok_or_else(|| {
+            ApiError::invalid("user_label", format!("{}: {label:?} is not one of the classes {:?}", l.spectrum_filename, cfg.classes))
+        })?;
+        answers.filenames.push(l.spectrum_filename.clone());
+        answers.labels.push(class as i64);
+    }
+    let dir = job_dir(state, &job);
+    let write = |name: &str, value: &Value| -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
+        std::fs::write(dir.join(name), bytes).map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot write {name}: {e}")))
+    };
+    write("oracle_data.json", &serde_json::to_value(&answers).map_err(anyhow::Error::from)?)?;
+    let mut estimates: Vec<Value> = std::fs::read(dir.join("perf_est_list.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some(p) = perf_estimate(&list, &cfg) {
+        estimates.push(Value::from(p));
+    }
+    write("perf_est_list.json", &Value::from(estimates))?;
+    let next: Value = std::fs::read(dir.join("new_config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| ApiError::Conflict(format!("job {id} has no readable new_config.json")))?;
+    let iteration = next.get("iteration").and_then(Value::as_u64).unwrap_or(cfg.iteration + 1);
+    let base: String = job.label.chars().take(36).collect();
+    let label = format!("{} · iteration {iteration}", base.split(" · iteration").next().unwrap_or(&base).trim_end());
+    let created = service::create(
+        state,
+        NewJob {
+            job_type: "ACTIVE_ML".into(),
+            label: label.chars().take(50).collect(),
+            description: job.description.clone(),
+            config: Some(next),
+            parent_job_id: Some(id),
+        },
+    )
+    .await?;
+    service::run(state, created.job_id).await
+}
+
+/// One iteration of a chain.
+#[derive(Debug, Serialize)]
+pub struct ChainEntry {
+    pub job_id: Uuid,
+    pub iteration: u64,
+    pub phase: Phase,
+    pub label: String,
+    pub oracle_size: usize,
+    pub labelled: usize,
+    pub perf_estimate: Option<f64>,
+}
+
+/// GET /api/jobs/{id}/chain: from the first iteration to the last, whichever member is asked.
+pub async fn chain(state: &AppState, id: Uuid) -> Result<Vec<ChainEntry>, ApiError> {
+    let mut first = service::get(state, id).await?;
+    if first.job_type != "ACTIVE_ML" {
+        return Err(ApiError::Conflict(format!("job {id} is a {} job, not an ACTIVE_ML iteration", first.job_type)));
+    }
+    let mut guard = 0;
+    while let Some(parent) = first.parent_job_id {
+        guard += 1;
+        match service::get(state, parent).await {
+            Ok(p) if guard < 10_000 => first = p,
+            _ => break,
+        }
+    }
+    let mut out = Vec::new();
+    let mut current = Some(first);
+    while let Some(job) = current {
+        let list = labellings::list(&state.db, job.job_id).await?;
+        let cfg = config_of(&job).ok();
+        let oracle: Vec<&LabellingView> = list.iter().filter(|l| l.spectrum_set == "ORACLE").collect();
+        out.push(ChainEntry {
+            job_id: job.job_id,
+            iteration: cfg.as_ref().map_or(0, |c| c.iteration),
+            phase: job.phase,
+            label: job.label.clone(),
+            oracle_size: oracle.len(),
+            labelled: oracle.iter().filter(|l| labelled(l).is_some()).count(),
+            perf_estimate: cfg.as_ref().and_then(|c| perf_estimate(&list, c)),
+        });
+        let child = job::Entity::find().filter(C::ParentJobId.eq(job.job_id)).order_by_asc(C::CreatedAt).one(&state.db).await?;
+        current = child.map(JobView::from);
+        if out.len() > 10_000 {
+            break;
+        }
+    }
+    Ok(out)
+}

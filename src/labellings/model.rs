@@ -1,0 +1,145 @@
+//! Labelling types and their rules: the three spectrum sets, and the text a person may type.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{db::entities::labelling, error::ApiError};
+
+/// Which list of the labelling workspace a spectrum belongs to, in display order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SpectrumSet {
+    Oracle,
+    PerformanceEstimation,
+    Candidate,
+}
+
+impl SpectrumSet {
+    pub const ALL: [SpectrumSet; 3] = [SpectrumSet::Oracle, SpectrumSet::PerformanceEstimation, SpectrumSet::Candidate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpectrumSet::Oracle => "ORACLE",
+            SpectrumSet::PerformanceEstimation => "PERFORMANCE_ESTIMATION",
+            SpectrumSet::Candidate => "CANDIDATE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<SpectrumSet, ApiError> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| ApiError::invalid("spectrum_set", format!("{s:?} is not ORACLE, PERFORMANCE_ESTIMATION or CANDIDATE")))
+    }
+
+    pub fn rank(s: &str) -> usize {
+        Self::ALL.iter().position(|v| v.as_str() == s).unwrap_or(Self::ALL.len())
+    }
+}
+
+/// Text typed by a person: bounded, and no control characters other than newline and tab in
+/// comments.
+pub fn check_text(field: &str, value: &str, max_chars: usize, multiline: bool) -> Result<(), ApiError> {
+    if value.chars().count() > max_chars {
+        return Err(ApiError::invalid(field, format!("{field} is longer than {max_chars} characters")));
+    }
+    if value.chars().any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r'))) {
+        return Err(ApiError::invalid(field, format!("{field} must not contain control characters")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewLabelling {
+    pub job_id: Uuid,
+    pub spectrum_filename: String,
+    pub spectrum_set: String,
+    #[serde(default)]
+    pub sequence_iteration: i32,
+    pub model_prediction: Option<String>,
+    pub user_label: Option<String>,
+    pub user_comment: Option<String>,
+}
+
+impl NewLabelling {
+    pub fn check(&self) -> Result<SpectrumSet, ApiError> {
+        if self.spectrum_filename.trim().is_empty() {
+            return Err(ApiError::invalid("spectrum_filename", "spectrum_filename is empty"));
+        }
+        check_text("spectrum_filename", &self.spectrum_filename, 255, false)?;
+        if self.sequence_iteration < 0 {
+            return Err(ApiError::invalid("sequence_iteration", "sequence_iteration must be ≥ 0"));
+        }
+        LabellingPatch { user_label: self.user_label.clone(), user_comment: self.user_comment.clone(), model_prediction: self.model_prediction.clone() }
+            .check()?;
+        SpectrumSet::parse(&self.spectrum_set)
+    }
+}
+
+/// Fields a PATCH may change; absent ones stay, an empty string clears.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LabellingPatch {
+    pub user_label: Option<String>,
+    pub user_comment: Option<String>,
+    pub model_prediction: Option<String>,
+}
+
+impl LabellingPatch {
+    pub fn check(&self) -> Result<(), ApiError> {
+        if let Some(v) = &self.user_label {
+            check_text("user_label", v, 100, false)?;
+        }
+        if let Some(v) = &self.model_prediction {
+            check_text("model_prediction", v, 100, false)?;
+        }
+        if let Some(v) = &self.user_comment {
+            check_text("user_comment", v, 2000, true)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LabellingView {
+    pub labelling_id: Uuid,
+    pub job_id: Uuid,
+    pub spectrum_filename: String,
+    pub spectrum_set: String,
+    pub sequence_iteration: i32,
+    pub model_prediction: Option<String>,
+    pub user_label: Option<String>,
+    pub user_comment: Option<String>,
+}
+
+impl From<labelling::Model> for LabellingView {
+    fn from(m: labelling::Model) -> Self {
+        LabellingView {
+            labelling_id: m.labelling_id,
+            job_id: m.job_id,
+            spectrum_filename: m.spectrum_filename,
+            spectrum_set: m.spectrum_set,
+            sequence_iteration: m.sequence_iteration,
+            model_prediction: m.model_prediction,
+            user_label: m.user_label,
+            user_comment: m.user_comment,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_spectrum_set_is_rejected() {
+        assert!(SpectrumSet::parse("ORACLE").is_ok());
+        assert!(SpectrumSet::parse("oracle").is_err());
+    }
+
+    #[test]
+    fn a_label_with_a_control_character_is_rejected_but_a_comment_may_have_lines() {
+        assert!(check_text("user_label", "single\u{0}peak", 100, false).is_err());
+        assert!(check_text("user_comment", "two\nlines", 2000, true).is_ok());
+        assert!(check_text("user_label", &"x".repeat(101), 100, false).is_err());
+    }
+}
