@@ -17,13 +17,24 @@ impl MigrationTrait for Migration {
         m.alter_table(
             Table::alter()
                 .table(Labellings::Table)
-                .add_column(ColumnDef::new(Labellings::Position).integer().not_null().default(0))
+                .add_column(
+                    ColumnDef::new(Labellings::Position)
+                        .integer()
+                        .not_null()
+                        .default(0),
+                )
                 .to_owned(),
         )
         .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(Table::alter().table(Labellings::Table).drop_column(Labellings::Position).to_owned()).await
+        m.alter_table(
+            Table::alter()
+                .table(Labellings::Table)
+                .drop_column(Labellings::Position)
+                .to_owned(),
+        )
+        .await
     }
 }

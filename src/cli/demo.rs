@@ -55,26 +55,46 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
         files.join("prep_config.json"),
         serde_json::to_string_pretty(&prep)? + "\n",
     )?;
+    // The original's iteration-0 format; its pool is where the commands below put the result.
+    let al = json!({
+        "iteration": 0, "training_data_path": "", "pool_data_path": "/demo/result.h5",
+        "training_data_to_add_path": "", "oracle_data_to_add_path": "",
+        "classes": demo::CLASSES, "candidate_classes": ["single peak", "double peak"],
+        "oracle_batch_size": 50, "perf_est_batch_size": 10, "show_candidates": false, "save_model": false,
+        "min_delta_train": 1e-3, "patience_train": 10, "batch_size_train": 64, "epochs_train": 1000,
+        "batch_size_predict": 16384, "perf_est_list_path": ""
+    });
+    std::fs::write(
+        files.join("al_config.json"),
+        serde_json::to_string_pretty(&al)? + "\n",
+    )?;
     let counts: Vec<String> = demo::CLASSES
         .iter()
         .map(|c| format!("{} {c}", labels.iter().filter(|(_, l)| l == c).count()))
         .collect();
-    let data_dir = config.data_dir.display();
+    let d = config.data_dir.display();
     println!(
         "wrote {n} spectra under {} ({}), seed {seed}",
         spectra.display(),
         counts.join(", ")
     );
-    println!("labels: {}", files.join("labels.csv").display());
-    println!("preprocess them:");
     println!(
-        "  mljm run DATA_PREPROCESSING --data-dir {data_dir} --config {} --out prep",
-        files.join("prep_config.json").display()
+        "labels: {d}/files/labels.csv; job configs: {d}/files/prep_config.json, {d}/files/al_config.json"
     );
-    println!("or in the server (mljm serve --data-dir {data_dir}):");
+    println!("preprocess into files/demo/ (the pool that al_config.json names):");
     println!(
-        "  mljm jobs create --type DATA_PREPROCESSING --label demo --config {} --run",
-        files.join("prep_config.json").display()
+        "  mljm run DATA_PREPROCESSING --data-dir {d} --config {d}/files/prep_config.json --out {d}/files/demo"
+    );
+    println!(
+        "first active-learning iteration (or create both jobs in the server: mljm serve --data-dir {d}):"
+    );
+    println!(
+        "  mljm run ACTIVE_ML --data-dir {d} --config {d}/files/al_config.json --out {d}/files/al-0"
+    );
+    println!("the whole loop, answered from the labels:");
+    println!(
+        "  mljm simulate-al --pool {d}/files/demo/result.h5 --labels {d}/files/labels.csv --classes '{}' --iterations 3 --oracle-batch 50 --out simulation",
+        demo::CLASSES.join(",")
     );
     Ok(())
 }

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod jobs;
 pub mod progress;
 pub mod run;
+pub mod simulate;
 
 use std::path::PathBuf;
 
@@ -42,6 +43,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Write a synthetic LAMOST survey (with known classes) and ready-made job configs.
     Demo(demo::DemoArgs),
+    /// Run the active-learning loop with an oracle that answers from a label file.
+    #[command(name = "simulate-al")]
+    SimulateAl(simulate::SimulateArgs),
 }
 
 /// A mistake in how mljm was called (exit status 2), as opposed to a failure (1).
@@ -121,6 +125,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Jobs(args) => jobs::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Demo(args) => demo::run(args, file).await,
+        Command::SimulateAl(args) => simulate::run(args).await,
     }
 }
 

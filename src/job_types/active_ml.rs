@@ -86,21 +86,35 @@ pub struct AlConfig {
     pub seed: u64,
 }
 
-const PATH_FIELDS: [&str; 5] =
-    ["pool_data_path", "training_data_path", "training_data_to_add_path", "oracle_data_to_add_path", "perf_est_list_path"];
+const PATH_FIELDS: [&str; 5] = [
+    "pool_data_path",
+    "training_data_path",
+    "training_data_to_add_path",
+    "oracle_data_to_add_path",
+    "perf_est_list_path",
+];
 
 impl AlConfig {
     pub fn parse(config: &Value) -> Result<AlConfig, ConfigError> {
         let c: AlConfig = parse_config(config)?;
         if c.classes.len() < 2 {
-            return Err(ConfigError::new("classes", "at least two class names are needed"));
+            return Err(ConfigError::new(
+                "classes",
+                "at least two class names are needed",
+            ));
         }
         let unique: HashSet<&String> = c.classes.iter().collect();
         if unique.len() != c.classes.len() || c.classes.iter().any(|n| n.trim().is_empty()) {
-            return Err(ConfigError::new("classes", "class names must be non-empty and distinct"));
+            return Err(ConfigError::new(
+                "classes",
+                "class names must be non-empty and distinct",
+            ));
         }
         if let Some(bad) = c.candidate_classes.iter().find(|n| !c.classes.contains(n)) {
-            return Err(ConfigError::new("candidate_classes", format!("{bad:?} is not one of the classes {:?}", c.classes)));
+            return Err(ConfigError::new(
+                "candidate_classes",
+                format!("{bad:?} is not one of the classes {:?}", c.classes),
+            ));
         }
         for (field, v) in [
             ("oracle_batch_size", c.oracle_batch_size),
@@ -110,22 +124,43 @@ impl AlConfig {
             ("epochs_train", c.epochs_train),
         ] {
             if v < 1 {
-                return Err(ConfigError::new(field, format!("must be at least 1 (got {v})")));
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be at least 1 (got {v})"),
+                ));
             }
         }
         if c.epochs_train > MAX_EPOCHS {
-            return Err(ConfigError::new("epochs_train", format!("must be from 1 to {MAX_EPOCHS} (got {})", c.epochs_train)));
+            return Err(ConfigError::new(
+                "epochs_train",
+                format!("must be from 1 to {MAX_EPOCHS} (got {})", c.epochs_train),
+            ));
         }
         if !(c.min_delta_train.is_finite() && c.min_delta_train >= 0.0) {
-            return Err(ConfigError::new("min_delta_train", "must be a finite number ≥ 0"));
+            return Err(ConfigError::new(
+                "min_delta_train",
+                "must be a finite number ≥ 0",
+            ));
         }
         if c.pool_data_path.trim().is_empty() {
-            return Err(ConfigError::new("pool_data_path", "must name the pool's HDF5 file"));
+            return Err(ConfigError::new(
+                "pool_data_path",
+                "must name the pool's HDF5 file",
+            ));
         }
         if c.iteration >= 1 {
-            for (field, v) in [("training_data_to_add_path", &c.training_data_to_add_path), ("oracle_data_to_add_path", &c.oracle_data_to_add_path)] {
+            for (field, v) in [
+                ("training_data_to_add_path", &c.training_data_to_add_path),
+                ("oracle_data_to_add_path", &c.oracle_data_to_add_path),
+            ] {
                 if v.trim().is_empty() {
-                    return Err(ConfigError::new(field, format!("is required from iteration 1 on (iteration {})", c.iteration)));
+                    return Err(ConfigError::new(
+                        field,
+                        format!(
+                            "is required from iteration 1 on (iteration {})",
+                            c.iteration
+                        ),
+                    ));
                 }
             }
         }
@@ -190,7 +225,13 @@ impl JobType for ActiveMl {
     fn paths(&self, config: &Value) -> Vec<(&'static str, Root, String)> {
         PATH_FIELDS
             .iter()
-            .filter_map(|&f| config.get(f).and_then(Value::as_str).filter(|p| !p.is_empty()).map(|p| (f, Root::Files, p.to_string())))
+            .filter_map(|&f| {
+                config
+                    .get(f)
+                    .and_then(Value::as_str)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| (f, Root::Files, p.to_string()))
+            })
             .collect()
     }
 
@@ -238,7 +279,10 @@ fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> anyhow::Result<
 }
 
 fn same_wave(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-9 * x.abs().max(1.0))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-9 * x.abs().max(1.0))
 }
 
 fn describe_wave(w: &[f64]) -> String {
@@ -248,26 +292,40 @@ fn describe_wave(w: &[f64]) -> String {
     }
 }
 
-fn run_iteration(cfg: &AlConfig, ctx: &JobContext, device: &candle_core::Device) -> anyhow::Result<()> {
+fn run_iteration(
+    cfg: &AlConfig,
+    ctx: &JobContext,
+    device: &candle_core::Device,
+) -> anyhow::Result<()> {
     let log = |line: &str| ctx.log.line(line);
     let pool_path = resolve(ctx, cfg, "pool_data_path")?.context("pool_data_path")?;
     let pool = read_set(&pool_path, "pool")?;
-    log(&format!("iteration {}: pool of {} spectra ({}) from {}", cfg.iteration, pool.len(), describe_wave(&pool.wave), pool_path.display()));
+    log(&format!(
+        "iteration {}: pool of {} spectra ({}) from {}",
+        cfg.iteration,
+        pool.len(),
+        describe_wave(&pool.wave),
+        pool_path.display()
+    ));
     if cfg.iteration == 0 {
         return first_iteration(cfg, ctx, &pool);
     }
     let training = training_set(cfg, ctx, &pool)?;
     let train_names: HashSet<&String> = training.filenames.iter().collect();
     let mut seen = HashSet::new();
-    let remaining: Vec<usize> =
-        (0..pool.len()).filter(|&i| !train_names.contains(&pool.filenames[i]) && seen.insert(&pool.filenames[i])).collect();
+    let remaining: Vec<usize> = (0..pool.len())
+        .filter(|&i| !train_names.contains(&pool.filenames[i]) && seen.insert(&pool.filenames[i]))
+        .collect();
     if remaining.is_empty() {
         bail!("All data from pool is in training data");
     }
     let pool = pool.select(&remaining);
     let earlier: Vec<Value> = match resolve(ctx, cfg, "perf_est_list_path")? {
-        Some(p) => serde_json::from_slice(&std::fs::read(&p).with_context(|| format!("cannot read the perf_est list {}", p.display()))?)
-            .with_context(|| format!("{} is not a JSON list", p.display()))?,
+        Some(p) => serde_json::from_slice(
+            &std::fs::read(&p)
+                .with_context(|| format!("cannot read the perf_est list {}", p.display()))?,
+        )
+        .with_context(|| format!("{} is not a JSON list", p.display()))?,
         None if cfg.iteration >= 2 => bail!(
             "perf_est_list_path is missing: from iteration 2 on it must name the perf_est_list.json of the previous iteration (this is iteration {})",
             cfg.iteration
@@ -275,8 +333,15 @@ fn run_iteration(cfg: &AlConfig, ctx: &JobContext, device: &candle_core::Device)
         None => Vec::new(),
     };
 
-    let labels: Vec<usize> = training.labels.iter().flatten().map(|&l| l as usize).collect();
-    let rows: Vec<Vec<f64>> = (0..training.len()).map(|i| training.row(i).to_vec()).collect();
+    let labels: Vec<usize> = training
+        .labels
+        .iter()
+        .flatten()
+        .map(|&l| l as usize)
+        .collect();
+    let rows: Vec<Vec<f64>> = (0..training.len())
+        .map(|i| training.row(i).to_vec())
+        .collect();
     let opts = TrainOptions {
         epochs: cfg.epochs_train as usize,
         batch_size: cfg.batch_size_train as usize,
@@ -285,24 +350,52 @@ fn run_iteration(cfg: &AlConfig, ctx: &JobContext, device: &candle_core::Device)
         learning_rate: 1e-3,
         seed: cfg.seed,
     };
-    let trained = active::fit(&rows, &labels, cfg.classes.len(), &opts, device, &ctx.cancel, &ctx.progress, &log)?;
+    let trained = active::fit(
+        &rows,
+        &labels,
+        cfg.classes.len(),
+        &opts,
+        device,
+        &ctx.cancel,
+        &ctx.progress,
+        &log,
+    )?;
     let refs: Vec<&[f64]> = (0..pool.len()).map(|i| pool.row(i)).collect();
     ctx.progress.start_step("predicting", pool.len() as u64);
     let started = std::time::Instant::now();
-    let pred = active::predict(&trained.cnn, &refs, cfg.batch_size_predict as usize, &ctx.cancel)?;
+    let pred = active::predict(
+        &trained.cnn,
+        &refs,
+        cfg.batch_size_predict as usize,
+        &ctx.cancel,
+    )?;
     ctx.progress.advance(pool.len() as u64);
     let predict_s = started.elapsed().as_secs_f64();
-    log(&format!("predicted {} spectra in {predict_s:.2} s", pool.len()));
+    log(&format!(
+        "predicted {} spectra in {predict_s:.2} s",
+        pool.len()
+    ));
 
-    let candidate_classes: Vec<usize> = cfg.candidate_classes.iter().filter_map(|c| cfg.class_index(c)).collect();
+    let candidate_classes: Vec<usize> = cfg
+        .candidate_classes
+        .iter()
+        .filter_map(|c| cfg.class_index(c))
+        .collect();
     let oracle = selection::oracle_batch(&pred.entropies, cfg.oracle_batch_size as usize);
     let candidates = selection::candidates(&pred.labels, &candidate_classes);
-    let perf_est = selection::perf_est_sample(&candidates, cfg.perf_est_batch_size as usize, cfg.seed);
-    log(&format!("oracle batch {}, {} candidates, performance-estimation sample {}", oracle.len(), candidates.len(), perf_est.len()));
+    let perf_est =
+        selection::perf_est_sample(&candidates, cfg.perf_est_batch_size as usize, cfg.seed);
+    log(&format!(
+        "oracle batch {}, {} candidates, performance-estimation sample {}",
+        oracle.len(),
+        candidates.len(),
+        perf_est.len()
+    ));
 
     let dir = &ctx.dir;
     let to_i64 = |v: &[usize]| v.iter().map(|&i| i as i64).collect::<Vec<i64>>();
-    let result = write_spectra(&dir.join("result.h5"), &pool).map_err(|e| anyhow!("result.h5: {e}"))?;
+    let result =
+        write_spectra(&dir.join("result.h5"), &pool).map_err(|e| anyhow!("result.h5: {e}"))?;
     result.add("labels", &to_i64(&pred.labels))?;
     result.add("entropies", &pred.entropies)?;
     result.add("oracle_indexes", &to_i64(&oracle))?;
@@ -311,7 +404,9 @@ fn run_iteration(cfg: &AlConfig, ctx: &JobContext, device: &candle_core::Device)
         result.add("candidate_indexes", &to_i64(&candidates))?;
     }
     result.finish()?;
-    write_spectra(&dir.join("training_data.h5"), &training).and_then(|w| w.finish()).map_err(|e| anyhow!("training_data.h5: {e}"))?;
+    write_spectra(&dir.join("training_data.h5"), &training)
+        .and_then(|w| w.finish())
+        .map_err(|e| anyhow!("training_data.h5: {e}"))?;
 
     let mut shown: Vec<usize> = oracle.iter().chain(&perf_est).copied().collect();
     if cfg.show_candidates {
@@ -324,7 +419,11 @@ fn run_iteration(cfg: &AlConfig, ctx: &JobContext, device: &candle_core::Device)
             "dim_reduc.json",
             &json!({"x": xy.iter().map(|p| p.0).collect::<Vec<_>>(), "y": xy.iter().map(|p| p.1).collect::<Vec<_>>(), "labels": labels, "classes": cfg.classes}),
         )?,
-        None => log(&format!("t-SNE skipped: {} training spectra (at least {} are needed)", rows.len(), tsne::MIN_SPECTRA)),
+        None => log(&format!(
+            "t-SNE skipped: {} training spectra (at least {} are needed)",
+            rows.len(),
+            tsne::MIN_SPECTRA
+        )),
     }
     write_json(dir, "perf_est_list.json", &earlier)?;
     write_json(
@@ -360,8 +459,12 @@ fn run_iteration(cfg: &AlConfig, ctx: &JobContext, device: &candle_core::Device)
 
 fn first_iteration(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyhow::Result<()> {
     let oracle: Vec<usize> = (0..pool.len().min(cfg.oracle_batch_size as usize)).collect();
-    let result = write_spectra(&ctx.dir.join("result.h5"), pool).map_err(|e| anyhow!("result.h5: {e}"))?;
-    result.add("oracle_indexes", &oracle.iter().map(|&i| i as i64).collect::<Vec<_>>())?;
+    let result =
+        write_spectra(&ctx.dir.join("result.h5"), pool).map_err(|e| anyhow!("result.h5: {e}"))?;
+    result.add(
+        "oracle_indexes",
+        &oracle.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+    )?;
     result.finish()?;
     write_prep_spectra(&ctx.dir, pool, &oracle)?;
     write_next_config(cfg, ctx, false)?;
@@ -374,25 +477,52 @@ fn first_iteration(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyho
             model_prediction: None,
         })
         .collect();
-    ctx.log.line(&format!("oracle batch: the first {} spectra of the pool", oracle.len()));
+    ctx.log.line(&format!(
+        "oracle batch: the first {} spectra of the pool",
+        oracle.len()
+    ));
     write_json(&ctx.dir, "labellings.json", &labellings)
 }
 
 /// The labelled set: `training_data_path` plus the oracle's answers, whose fluxes come from
 /// `training_data_to_add_path`; a filename seen twice keeps its first row.
 fn training_set(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyhow::Result<SpectraSet> {
-    let to_add_path = resolve(ctx, cfg, "training_data_to_add_path")?.context("training_data_to_add_path")?;
-    let to_add = read_set(&to_add_path, "spectra of the oracle answers (training_data_to_add_path)")?;
-    let oracle_path = resolve(ctx, cfg, "oracle_data_to_add_path")?.context("oracle_data_to_add_path")?;
-    let oracle: OracleData = serde_json::from_slice(
-        &std::fs::read(&oracle_path).with_context(|| format!("cannot read the oracle answers {}", oracle_path.display()))?,
-    )
-    .with_context(|| format!("{} is not {{\"filenames\": [..], \"labels\": [..]}}", oracle_path.display()))?;
+    let to_add_path =
+        resolve(ctx, cfg, "training_data_to_add_path")?.context("training_data_to_add_path")?;
+    let to_add = read_set(
+        &to_add_path,
+        "spectra of the oracle answers (training_data_to_add_path)",
+    )?;
+    let oracle_path =
+        resolve(ctx, cfg, "oracle_data_to_add_path")?.context("oracle_data_to_add_path")?;
+    let oracle: OracleData =
+        serde_json::from_slice(&std::fs::read(&oracle_path).with_context(|| {
+            format!("cannot read the oracle answers {}", oracle_path.display())
+        })?)
+        .with_context(|| {
+            format!(
+                "{} is not {{\"filenames\": [..], \"labels\": [..]}}",
+                oracle_path.display()
+            )
+        })?;
     if oracle.filenames.len() != oracle.labels.len() {
-        bail!("{}: {} filenames but {} labels", oracle_path.display(), oracle.filenames.len(), oracle.labels.len());
+        bail!(
+            "{}: {} filenames but {} labels",
+            oracle_path.display(),
+            oracle.filenames.len(),
+            oracle.labels.len()
+        );
     }
-    if let Some(l) = oracle.labels.iter().find(|&&l| l < 0 || l as usize >= cfg.classes.len()) {
-        bail!("{}: label {l} is not a class index (0 to {})", oracle_path.display(), cfg.classes.len() - 1);
+    if let Some(l) = oracle
+        .labels
+        .iter()
+        .find(|&&l| l < 0 || l as usize >= cfg.classes.len())
+    {
+        bail!(
+            "{}: label {l} is not a class index (0 to {})",
+            oracle_path.display(),
+            cfg.classes.len() - 1
+        );
     }
     let base = match resolve(ctx, cfg, "training_data_path")? {
         Some(p) => {
@@ -404,12 +534,24 @@ fn training_set(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyhow::
         }
         None => None,
     };
-    for (what, w) in [("the spectra of the oracle answers", &to_add.wave)].into_iter().chain(base.as_ref().map(|b| ("the training data", &b.wave))) {
+    for (what, w) in [("the spectra of the oracle answers", &to_add.wave)]
+        .into_iter()
+        .chain(base.as_ref().map(|b| ("the training data", &b.wave)))
+    {
         if !same_wave(w, &pool.wave) {
-            bail!("different waves: {what} has {}, the pool {}", describe_wave(w), describe_wave(&pool.wave));
+            bail!(
+                "different waves: {what} has {}, the pool {}",
+                describe_wave(w),
+                describe_wave(&pool.wave)
+            );
         }
     }
-    let index: HashMap<&String, usize> = to_add.filenames.iter().enumerate().map(|(i, n)| (n, i)).collect();
+    let index: HashMap<&String, usize> = to_add
+        .filenames
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n, i))
+        .collect();
     let mut filenames = Vec::new();
     let mut rows: Vec<f64> = Vec::new();
     let mut labels = Vec::new();
@@ -424,7 +566,12 @@ fn training_set(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyhow::
         }
     }
     for (name, &label) in oracle.filenames.iter().zip(&oracle.labels) {
-        let i = *index.get(name).ok_or_else(|| anyhow!("{name} (an oracle answer) is not in {}", to_add_path.display()))?;
+        let i = *index.get(name).ok_or_else(|| {
+            anyhow!(
+                "{name} (an oracle answer) is not in {}",
+                to_add_path.display()
+            )
+        })?;
         if seen.insert(name.clone()) {
             filenames.push(name.clone());
             rows.extend_from_slice(to_add.row(i));
@@ -432,16 +579,30 @@ fn training_set(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyhow::
         }
     }
     if filenames.is_empty() {
-        bail!("no labelled spectra to train on: the oracle answers and the training data are empty");
+        bail!(
+            "no labelled spectra to train on: the oracle answers and the training data are empty"
+        );
     }
     let points = pool.wave.len();
     let fluxes = ndarray::Array2::from_shape_vec((filenames.len(), points), rows)?;
-    Ok(SpectraSet { filenames, wave: pool.wave.clone(), fluxes, labels: Some(labels) })
+    Ok(SpectraSet {
+        filenames,
+        wave: pool.wave.clone(),
+        fluxes,
+        labels: Some(labels),
+    })
 }
 
 fn write_prep_spectra(dir: &Path, set: &SpectraSet, shown: &[usize]) -> anyhow::Result<()> {
-    let spectra: serde_json::Map<String, Value> = shown.iter().map(|&i| (set.filenames[i].clone(), json!(set.row(i)))).collect();
-    write_json(dir, "prep_spectra.json", &json!({"wave": set.wave, "spectra": spectra}))
+    let spectra: serde_json::Map<String, Value> = shown
+        .iter()
+        .map(|&i| (set.filenames[i].clone(), json!(set.row(i))))
+        .collect();
+    write_json(
+        dir,
+        "prep_spectra.json",
+        &json!({"wave": set.wave, "spectra": spectra}),
+    )
 }
 
 /// `new_config.json`: the next iteration reads this job's files.

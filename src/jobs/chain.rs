@@ -22,7 +22,10 @@ use crate::{
 };
 
 fn job_dir(state: &AppState, job: &JobView) -> PathBuf {
-    state.config.files_root().join(job.dir_path.trim_start_matches('/'))
+    state
+        .config
+        .files_root()
+        .join(job.dir_path.trim_start_matches('/'))
 }
 
 fn labelled(l: &LabellingView) -> Option<&str> {
@@ -31,11 +34,18 @@ fn labelled(l: &LabellingView) -> Option<&str> {
 
 /// Share of the labelled performance-estimation sample whose user label is a candidate class.
 fn perf_estimate(list: &[LabellingView], cfg: &AlConfig) -> Option<f64> {
-    let answered: Vec<&str> = list.iter().filter(|l| l.spectrum_set == "PERFORMANCE_ESTIMATION").filter_map(labelled).collect();
+    let answered: Vec<&str> = list
+        .iter()
+        .filter(|l| l.spectrum_set == "PERFORMANCE_ESTIMATION")
+        .filter_map(labelled)
+        .collect();
     if answered.is_empty() {
         return None;
     }
-    let hits = answered.iter().filter(|l| cfg.candidate_classes.iter().any(|c| c == *l)).count();
+    let hits = answered
+        .iter()
+        .filter(|l| cfg.candidate_classes.iter().any(|c| c == *l))
+        .count();
     Some(hits as f64 / answered.len() as f64)
 }
 
@@ -45,17 +55,33 @@ fn config_of(job: &JobView) -> Result<AlConfig, ApiError> {
 
 /// POST /api/jobs/{id}/continue: writes `oracle_data.json`, appends the performance estimate
 /// to `perf_est_list.json`, creates the next iteration from `new_config.json` and runs it.
-pub async fn continue_job(state: &AppState, id: Uuid, allow_partial: bool) -> Result<JobView, ApiError> {
+pub async fn continue_job(
+    state: &AppState,
+    id: Uuid,
+    allow_partial: bool,
+) -> Result<JobView, ApiError> {
     let job = service::get(state, id).await?;
     if job.job_type != "ACTIVE_ML" {
-        return Err(ApiError::Conflict(format!("job {id} is a {} job; only ACTIVE_ML iterations continue", job.job_type)));
+        return Err(ApiError::Conflict(format!(
+            "job {id} is a {} job; only ACTIVE_ML iterations continue",
+            job.job_type
+        )));
     }
     if job.phase != Phase::Completed {
-        return Err(ApiError::Conflict(format!("job {id} is {}; an iteration continues once it is COMPLETED", job.phase.as_str())));
+        return Err(ApiError::Conflict(format!(
+            "job {id} is {}; an iteration continues once it is COMPLETED",
+            job.phase.as_str()
+        )));
     }
-    let existing = job::Entity::find().filter(C::ParentJobId.eq(id)).one(&state.db).await?;
+    let existing = job::Entity::find()
+        .filter(C::ParentJobId.eq(id))
+        .one(&state.db)
+        .await?;
     if let Some(next) = existing {
-        return Err(ApiError::Conflict(format!("job {id} was already continued by job {}", next.job_id)));
+        return Err(ApiError::Conflict(format!(
+            "job {id} was already continued by job {}",
+            next.job_id
+        )));
     }
     let cfg = config_of(&job)?;
     let list = labellings::list(&state.db, id).await?;
@@ -67,11 +93,20 @@ pub async fn continue_job(state: &AppState, id: Uuid, allow_partial: bool) -> Re
             oracle.len()
         )));
     }
-    let mut answers = OracleData { filenames: Vec::new(), labels: Vec::new() };
+    let mut answers = OracleData {
+        filenames: Vec::new(),
+        labels: Vec::new(),
+    };
     for l in oracle.iter().filter(|l| labelled(l).is_some()) {
         let label = labelled(l).unwrap_or_default();
         let class = cfg.classes.iter().position(|c| c == label).ok_or_else(|| {
-            ApiError::invalid("user_label", format!("{}: {label:?} is not one of the classes {:?}", l.spectrum_filename, cfg.classes))
+            ApiError::invalid(
+                "user_label",
+                format!(
+                    "{}: {label:?} is not one of the classes {:?}",
+                    l.spectrum_filename, cfg.classes
+                ),
+            )
         })?;
         answers.filenames.push(l.spectrum_filename.clone());
         answers.labels.push(class as i64);
@@ -79,9 +114,13 @@ pub async fn continue_job(state: &AppState, id: Uuid, allow_partial: bool) -> Re
     let dir = job_dir(state, &job);
     let write = |name: &str, value: &Value| -> Result<(), ApiError> {
         let bytes = serde_json::to_vec(value).map_err(anyhow::Error::from)?;
-        std::fs::write(dir.join(name), bytes).map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot write {name}: {e}")))
+        std::fs::write(dir.join(name), bytes)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot write {name}: {e}")))
     };
-    write("oracle_data.json", &serde_json::to_value(&answers).map_err(anyhow::Error::from)?)?;
+    write(
+        "oracle_data.json",
+        &serde_json::to_value(&answers).map_err(anyhow::Error::from)?,
+    )?;
     let mut estimates: Vec<Value> = std::fs::read(dir.join("perf_est_list.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -94,9 +133,18 @@ pub async fn continue_job(state: &AppState, id: Uuid, allow_partial: bool) -> Re
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| ApiError::Conflict(format!("job {id} has no readable new_config.json")))?;
-    let iteration = next.get("iteration").and_then(Value::as_u64).unwrap_or(cfg.iteration + 1);
+    let iteration = next
+        .get("iteration")
+        .and_then(Value::as_u64)
+        .unwrap_or(cfg.iteration + 1);
     let base: String = job.label.chars().take(36).collect();
-    let label = format!("{} · iteration {iteration}", base.split(" · iteration").next().unwrap_or(&base).trim_end());
+    let label = format!(
+        "{} · iteration {iteration}",
+        base.split(" · iteration")
+            .next()
+            .unwrap_or(&base)
+            .trim_end()
+    );
     let created = service::create(
         state,
         NewJob {
@@ -127,7 +175,10 @@ pub struct ChainEntry {
 pub async fn chain(state: &AppState, id: Uuid) -> Result<Vec<ChainEntry>, ApiError> {
     let mut first = service::get(state, id).await?;
     if first.job_type != "ACTIVE_ML" {
-        return Err(ApiError::Conflict(format!("job {id} is a {} job, not an ACTIVE_ML iteration", first.job_type)));
+        return Err(ApiError::Conflict(format!(
+            "job {id} is a {} job, not an ACTIVE_ML iteration",
+            first.job_type
+        )));
     }
     let mut guard = 0;
     while let Some(parent) = first.parent_job_id {
@@ -142,7 +193,8 @@ pub async fn chain(state: &AppState, id: Uuid) -> Result<Vec<ChainEntry>, ApiErr
     while let Some(job) = current {
         let list = labellings::list(&state.db, job.job_id).await?;
         let cfg = config_of(&job).ok();
-        let oracle: Vec<&LabellingView> = list.iter().filter(|l| l.spectrum_set == "ORACLE").collect();
+        let oracle: Vec<&LabellingView> =
+            list.iter().filter(|l| l.spectrum_set == "ORACLE").collect();
         out.push(ChainEntry {
             job_id: job.job_id,
             iteration: cfg.as_ref().map_or(0, |c| c.iteration),
@@ -152,7 +204,11 @@ pub async fn chain(state: &AppState, id: Uuid) -> Result<Vec<ChainEntry>, ApiErr
             labelled: oracle.iter().filter(|l| labelled(l).is_some()).count(),
             perf_estimate: cfg.as_ref().and_then(|c| perf_estimate(&list, c)),
         });
-        let child = job::Entity::find().filter(C::ParentJobId.eq(job.job_id)).order_by_asc(C::CreatedAt).one(&state.db).await?;
+        let child = job::Entity::find()
+            .filter(C::ParentJobId.eq(job.job_id))
+            .order_by_asc(C::CreatedAt)
+            .one(&state.db)
+            .await?;
         current = child.map(JobView::from);
         if out.len() > 10_000 {
             break;

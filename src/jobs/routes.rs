@@ -39,8 +39,13 @@ struct ContinueQuery {
     allow_partial: bool,
 }
 
-async fn continue_job(state: web::Data<AppState>, id: web::Path<Uuid>, q: web::Query<ContinueQuery>) -> Result<HttpResponse> {
-    Ok(HttpResponse::Accepted().json(super::chain::continue_job(&state, *id, q.allow_partial).await?))
+async fn continue_job(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    q: web::Query<ContinueQuery>,
+) -> Result<HttpResponse> {
+    Ok(HttpResponse::Accepted()
+        .json(super::chain::continue_job(&state, *id, q.allow_partial).await?))
 }
 
 async fn chain(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse> {

@@ -15,7 +15,11 @@ pub enum SpectrumSet {
 }
 
 impl SpectrumSet {
-    pub const ALL: [SpectrumSet; 3] = [SpectrumSet::Oracle, SpectrumSet::PerformanceEstimation, SpectrumSet::Candidate];
+    pub const ALL: [SpectrumSet; 3] = [
+        SpectrumSet::Oracle,
+        SpectrumSet::PerformanceEstimation,
+        SpectrumSet::Candidate,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,22 +33,44 @@ impl SpectrumSet {
         Self::ALL
             .into_iter()
             .find(|v| v.as_str() == s)
-            .ok_or_else(|| ApiError::invalid("spectrum_set", format!("{s:?} is not ORACLE, PERFORMANCE_ESTIMATION or CANDIDATE")))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "spectrum_set",
+                    format!("{s:?} is not ORACLE, PERFORMANCE_ESTIMATION or CANDIDATE"),
+                )
+            })
     }
 
     pub fn rank(s: &str) -> usize {
-        Self::ALL.iter().position(|v| v.as_str() == s).unwrap_or(Self::ALL.len())
+        Self::ALL
+            .iter()
+            .position(|v| v.as_str() == s)
+            .unwrap_or(Self::ALL.len())
     }
 }
 
 /// Text typed by a person: bounded, and no control characters other than newline and tab in
 /// comments.
-pub fn check_text(field: &str, value: &str, max_chars: usize, multiline: bool) -> Result<(), ApiError> {
+pub fn check_text(
+    field: &str,
+    value: &str,
+    max_chars: usize,
+    multiline: bool,
+) -> Result<(), ApiError> {
     if value.chars().count() > max_chars {
-        return Err(ApiError::invalid(field, format!("{field} is longer than {max_chars} characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} is longer than {max_chars} characters"),
+        ));
     }
-    if value.chars().any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r'))) {
-        return Err(ApiError::invalid(field, format!("{field} must not contain control characters")));
+    if value
+        .chars()
+        .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t' || c == '\r')))
+    {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(())
 }
@@ -64,14 +90,24 @@ pub struct NewLabelling {
 impl NewLabelling {
     pub fn check(&self) -> Result<SpectrumSet, ApiError> {
         if self.spectrum_filename.trim().is_empty() {
-            return Err(ApiError::invalid("spectrum_filename", "spectrum_filename is empty"));
+            return Err(ApiError::invalid(
+                "spectrum_filename",
+                "spectrum_filename is empty",
+            ));
         }
         check_text("spectrum_filename", &self.spectrum_filename, 255, false)?;
         if self.sequence_iteration < 0 {
-            return Err(ApiError::invalid("sequence_iteration", "sequence_iteration must be ≥ 0"));
+            return Err(ApiError::invalid(
+                "sequence_iteration",
+                "sequence_iteration must be ≥ 0",
+            ));
         }
-        LabellingPatch { user_label: self.user_label.clone(), user_comment: self.user_comment.clone(), model_prediction: self.model_prediction.clone() }
-            .check()?;
+        LabellingPatch {
+            user_label: self.user_label.clone(),
+            user_comment: self.user_comment.clone(),
+            model_prediction: self.model_prediction.clone(),
+        }
+        .check()?;
         SpectrumSet::parse(&self.spectrum_set)
     }
 }

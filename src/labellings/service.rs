@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -51,16 +51,20 @@ pub async fn create(db: &DatabaseConnection, new: NewLabelling) -> Result<Labell
 }
 
 /// One INSERT for the whole list; positions follow the list's order.
-pub async fn create_batch(db: &DatabaseConnection, list: Vec<NewLabelling>) -> Result<usize, ApiError> {
+pub async fn create_batch(
+    db: &DatabaseConnection,
+    list: Vec<NewLabelling>,
+) -> Result<usize, ApiError> {
     if list.is_empty() {
         return Ok(0);
     }
     let mut models = Vec::with_capacity(list.len());
     for (i, new) in list.iter().enumerate() {
         let set = new.check().map_err(|e| match e {
-            ApiError::Invalid { field, message } => {
-                ApiError::Invalid { field: field.map(|f| format!("[{i}].{f}")), message: format!("labelling {i}: {message}") }
-            }
+            ApiError::Invalid { field, message } => ApiError::Invalid {
+                field: field.map(|f| format!("[{i}].{f}")),
+                message: format!("labelling {i}: {message}"),
+            },
             other => other,
         })?;
         models.push(active(new.clone(), set, i as i32));
@@ -72,7 +76,11 @@ pub async fn create_batch(db: &DatabaseConnection, list: Vec<NewLabelling>) -> R
 }
 
 pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<LabellingView, ApiError> {
-    labelling::Entity::find_by_id(id).one(db).await?.map(Into::into).ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))
+    labelling::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(Into::into)
+        .ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))
 }
 
 fn apply(model: labelling::Model, patch: &LabellingPatch) -> labelling::ActiveModel {
@@ -90,9 +98,16 @@ fn apply(model: labelling::Model, patch: &LabellingPatch) -> labelling::ActiveMo
     a
 }
 
-pub async fn patch(db: &DatabaseConnection, id: Uuid, patch: LabellingPatch) -> Result<LabellingView, ApiError> {
+pub async fn patch(
+    db: &DatabaseConnection,
+    id: Uuid,
+    patch: LabellingPatch,
+) -> Result<LabellingView, ApiError> {
     patch.check()?;
-    let model = labelling::Entity::find_by_id(id).one(db).await?.ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))?;
+    let model = labelling::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))?;
     Ok(apply(model, &patch).update(db).await?.into())
 }
 
@@ -116,7 +131,10 @@ pub async fn patch_batch(db: &DatabaseConnection, batch: BatchPatch) -> Result<(
     }
     let txn = db.begin().await?;
     for (id, p) in batch.labelling_ids.iter().zip(&batch.labellings) {
-        let model = labelling::Entity::find_by_id(*id).one(&txn).await?.ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))?;
+        let model = labelling::Entity::find_by_id(*id)
+            .one(&txn)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))?;
         apply(model, p).update(&txn).await?;
     }
     txn.commit().await?;
@@ -125,7 +143,10 @@ pub async fn patch_batch(db: &DatabaseConnection, batch: BatchPatch) -> Result<(
 
 /// A job's labellings: ORACLE, then PERFORMANCE_ESTIMATION, then CANDIDATE, each in the job's order.
 pub async fn list(db: &impl ConnectionTrait, job_id: Uuid) -> Result<Vec<LabellingView>, ApiError> {
-    let mut rows = labelling::Entity::find().filter(C::JobId.eq(job_id)).all(db).await?;
+    let mut rows = labelling::Entity::find()
+        .filter(C::JobId.eq(job_id))
+        .all(db)
+        .await?;
     rows.sort_by(|a, b| {
         SpectrumSet::rank(&a.spectrum_set)
             .cmp(&SpectrumSet::rank(&b.spectrum_set))

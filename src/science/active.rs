@@ -36,7 +36,9 @@ pub fn fit(
 ) -> Result<Trained, CnnError> {
     let points = rows.first().map_or(0, Vec::len);
     let (balanced, balanced_labels) = smote(rows, labels, classes, opts.seed);
-    let counts: Vec<usize> = (0..classes).map(|c| labels.iter().filter(|&&l| l == c).count()).collect();
+    let counts: Vec<usize> = (0..classes)
+        .map(|c| labels.iter().filter(|&&l| l == c).count())
+        .collect();
     log(&format!(
         "training on {} labelled spectra per class {:?}, {} after SMOTE; batch {}, at most {} epochs",
         rows.len(),
@@ -57,7 +59,11 @@ pub fn fit(
         "trained {} epochs in {:.1} s{}; best loss {:.5} at epoch {} (weights restored)",
         report.epochs_run,
         report.seconds,
-        if report.stopped_early { ", stopped early" } else { "" },
+        if report.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        },
         report.best_loss,
         report.best_epoch
     ));
@@ -65,16 +71,34 @@ pub fn fit(
 }
 
 /// Class probabilities, argmax labels and entropies for `rows`, in batches of `batch`.
-pub fn predict(cnn: &Cnn, rows: &[&[f64]], batch: usize, cancel: &Cancel) -> Result<Predictions, CnnError> {
+pub fn predict(
+    cnn: &Cnn,
+    rows: &[&[f64]],
+    batch: usize,
+    cancel: &Cancel,
+) -> Result<Predictions, CnnError> {
     // Large CPU batches only cost memory and cache (candle-cpu.md: ~256 is fastest).
-    let batch = if cnn.device().is_cpu() { batch.min(256) } else { batch };
+    let batch = if cnn.device().is_cpu() {
+        batch.min(256)
+    } else {
+        batch
+    };
     let probabilities = cnn.predict(rows, batch, cancel)?;
     let labels = probabilities
         .iter()
-        .map(|p| p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i))
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i)
+        })
         .collect();
     let entropies = probabilities.iter().map(|p| cnn::entropy(p)).collect();
-    Ok(Predictions { probabilities, labels, entropies })
+    Ok(Predictions {
+        probabilities,
+        labels,
+        entropies,
+    })
 }
 
 /// Accuracy and macro-F1 (mean over the classes present in truth or prediction).
@@ -83,9 +107,21 @@ pub fn scores(truth: &[usize], predicted: &[usize], classes: usize) -> (f64, f64
     let accuracy = right as f64 / truth.len().max(1) as f64;
     let mut f1s = Vec::new();
     for c in 0..classes {
-        let tp = truth.iter().zip(predicted).filter(|&(&t, &p)| t == c && p == c).count() as f64;
-        let fp = truth.iter().zip(predicted).filter(|&(&t, &p)| t != c && p == c).count() as f64;
-        let fn_ = truth.iter().zip(predicted).filter(|&(&t, &p)| t == c && p != c).count() as f64;
+        let tp = truth
+            .iter()
+            .zip(predicted)
+            .filter(|&(&t, &p)| t == c && p == c)
+            .count() as f64;
+        let fp = truth
+            .iter()
+            .zip(predicted)
+            .filter(|&(&t, &p)| t != c && p == c)
+            .count() as f64;
+        let fn_ = truth
+            .iter()
+            .zip(predicted)
+            .filter(|&(&t, &p)| t == c && p != c)
+            .count() as f64;
         if tp + fp + fn_ > 0.0 {
             f1s.push(2.0 * tp / (2.0 * tp + fp + fn_));
         }

@@ -38,11 +38,20 @@ pub fn device(spec: &str) -> Result<Device, CnnError> {
     let err = |m: String| CnnError::Device(spec.to_string(), m);
     match spec {
         "cpu" => Ok(Device::Cpu),
-        "auto" if candle_core::utils::cuda_is_available() => Device::new_cuda(0).map_err(|e| err(e.to_string())),
+        "auto" if candle_core::utils::cuda_is_available() => {
+            Device::new_cuda(0).map_err(|e| err(e.to_string()))
+        }
         "auto" => Ok(Device::Cpu),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
-            Some(n) if candle_core::utils::cuda_is_available() => Device::new_cuda(n).map_err(|e| err(e.to_string())),
-            Some(_) => Err(err("this mljm was built without CUDA (cargo build --features cuda)".into())),
+        other => match other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) if candle_core::utils::cuda_is_available() => {
+                Device::new_cuda(n).map_err(|e| err(e.to_string()))
+            }
+            Some(_) => Err(err(
+                "this mljm was built without CUDA (cargo build --features cuda)".into(),
+            )),
             None => Err(err("expected \"auto\", \"cpu\" or \"cuda:N\"".into())),
         },
     }
@@ -80,17 +89,29 @@ impl Cnn {
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let mut params = Vec::new();
-        let mut glorot = |name: String, fan_in: usize, fan_out: usize, shape: (usize, usize)| -> Result<(String, Var, Var), CnnError> {
+        let mut glorot = |name: String,
+                          fan_in: usize,
+                          fan_out: usize,
+                          shape: (usize, usize)|
+         -> Result<(String, Var, Var), CnnError> {
             let limit = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
-            let dist = Uniform::new(-limit, limit).map_err(|e| CnnError::Device("init".into(), e.to_string()))?;
-            let w: Vec<f32> = (0..shape.0 * shape.1).map(|_| dist.sample(&mut rng)).collect();
+            let dist = Uniform::new(-limit, limit)
+                .map_err(|e| CnnError::Device("init".into(), e.to_string()))?;
+            let w: Vec<f32> = (0..shape.0 * shape.1)
+                .map(|_| dist.sample(&mut rng))
+                .collect();
             let w = Var::from_vec(w, shape, device)?;
             let b = Var::zeros(shape.1, DType::F32, device)?;
             Ok((name, w, b))
         };
         let mut c_in = 1;
         for (i, &c_out) in CONV_CHANNELS.iter().enumerate() {
-            params.push(glorot(format!("conv{}", i + 1), 3 * c_in, 3 * c_out, (3 * c_in, c_out))?);
+            params.push(glorot(
+                format!("conv{}", i + 1),
+                3 * c_in,
+                3 * c_out,
+                (3 * c_in, c_out),
+            )?);
             c_in = c_out;
         }
         let lengths = conv_lengths(points);
@@ -105,7 +126,13 @@ impl Cnn {
                 Tensor::from_vec(idx, 3 * lo, device)
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Cnn { device: device.clone(), points, classes, params, im2col })
+        Ok(Cnn {
+            device: device.clone(),
+            points,
+            classes,
+            params,
+            im2col,
+        })
     }
 
     pub fn points(&self) -> usize {
@@ -126,16 +153,28 @@ impl Cnn {
         let mut h = x.reshape((b, self.points, 1))?;
         for (i, (_, w, bias)) in self.params[..6].iter().enumerate() {
             let (c_in, lo, c_out) = (h.dim(2)?, self.im2col[i].dim(0)? / 3, w.dim(1)?);
-            let cols = h.index_select(&self.im2col[i], 1)?.reshape((b * lo, 3 * c_in))?;
-            h = cols.matmul(w.as_tensor())?.broadcast_add(bias.as_tensor())?.relu()?.reshape((b, lo, c_out))?;
+            let cols = h
+                .index_select(&self.im2col[i], 1)?
+                .reshape((b * lo, 3 * c_in))?;
+            h = cols
+                .matmul(w.as_tensor())?
+                .broadcast_add(bias.as_tensor())?
+                .relu()?
+                .reshape((b, lo, c_out))?;
             if i % 2 == 1 {
                 let half = lo / 2;
-                h = h.narrow(1, 0, half * 2)?.reshape((b, half, 2, c_out))?.max(2)?;
+                h = h
+                    .narrow(1, 0, half * 2)?
+                    .reshape((b, half, 2, c_out))?
+                    .max(2)?;
             }
         }
         let mut h = h.reshape((b, ()))?;
         for (_, w, bias) in &self.params[6..8] {
-            h = h.matmul(w.as_tensor())?.broadcast_add(bias.as_tensor())?.relu()?;
+            h = h
+                .matmul(w.as_tensor())?
+                .broadcast_add(bias.as_tensor())?
+                .relu()?;
             if train {
                 h = candle_nn::ops::dropout(&h, DROPOUT)?;
             }
@@ -145,7 +184,11 @@ impl Cnn {
     }
 
     fn snapshot(&self) -> candle_core::Result<Vec<Tensor>> {
-        self.params.iter().flat_map(|(_, w, b)| [w, b]).map(|v| v.as_tensor().copy()).collect()
+        self.params
+            .iter()
+            .flat_map(|(_, w, b)| [w, b])
+            .map(|v| v.as_tensor().copy())
+            .collect()
     }
 
     fn restore(&self, saved: &[Tensor]) -> candle_core::Result<()> {
@@ -165,13 +208,20 @@ impl Cnn {
         candle_core::safetensors::save(&map, path)
     }
 
-    pub fn load(path: &Path, points: usize, classes: usize, device: &Device) -> Result<Cnn, CnnError> {
+    pub fn load(
+        path: &Path,
+        points: usize,
+        classes: usize,
+        device: &Device,
+    ) -> Result<Cnn, CnnError> {
         let cnn = Cnn::new(points, classes, device, 0)?;
         let map = candle_core::safetensors::load(path, device)?;
         for (name, w, b) in &cnn.params {
             for (suffix, var) in [("weight", w), ("bias", b)] {
                 let key = format!("{name}.{suffix}");
-                let t = map.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("{}: no tensor {key}", path.display())))?;
+                let t = map.get(&key).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("{}: no tensor {key}", path.display()))
+                })?;
                 var.set(t)?;
             }
         }
@@ -179,7 +229,12 @@ impl Cnn {
     }
 
     /// Softmax probabilities, one row per spectrum, in batches of `batch`.
-    pub fn predict(&self, rows: &[&[f64]], batch: usize, cancel: &Cancel) -> Result<Vec<Vec<f32>>, CnnError> {
+    pub fn predict(
+        &self,
+        rows: &[&[f64]],
+        batch: usize,
+        cancel: &Cancel,
+    ) -> Result<Vec<Vec<f32>>, CnnError> {
         let mut out = Vec::with_capacity(rows.len());
         for chunk in rows.chunks(batch.max(1)) {
             if cancel.is_cancelled() {
@@ -193,14 +248,21 @@ impl Cnn {
     }
 
     fn batch_tensor(&self, rows: &[&[f64]]) -> candle_core::Result<Tensor> {
-        let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().map(|&v| v as f32)).collect();
+        let flat: Vec<f32> = rows
+            .iter()
+            .flat_map(|r| r.iter().map(|&v| v as f32))
+            .collect();
         Tensor::from_vec(flat, (rows.len(), self.points), &self.device)
     }
 }
 
 /// Natural-log entropy of each probability row.
 pub fn entropy(probs: &[f32]) -> f64 {
-    probs.iter().filter(|&&p| p > 0.0).map(|&p| -(p as f64) * (p as f64).ln()).sum()
+    probs
+        .iter()
+        .filter(|&&p| p > 0.0)
+        .map(|&p| -(p as f64) * (p as f64).ln())
+        .sum()
 }
 
 #[derive(Debug, Clone)]
@@ -269,7 +331,11 @@ pub fn train(
                 return Err(CnnError::Cancelled);
             }
             let x = cnn.batch_tensor(&batch.iter().map(|&i| rows[i]).collect::<Vec<_>>())?;
-            let y = Tensor::from_vec(batch.iter().map(|&i| labels[i] as u32).collect::<Vec<_>>(), batch.len(), &cnn.device)?;
+            let y = Tensor::from_vec(
+                batch.iter().map(|&i| labels[i] as u32).collect::<Vec<_>>(),
+                batch.len(),
+                &cnn.device,
+            )?;
             let loss = candle_nn::loss::cross_entropy(&cnn.forward(&x, true)?, &y)?;
             let grads = loss.backward()?;
             adam.step(cnn, &grads)?;
@@ -290,7 +356,13 @@ pub fn train(
         }
         progress.advance(1);
         report.seconds = started.elapsed().as_secs_f64();
-        on_epoch(&Epoch { epoch, loss, seconds: epoch_start.elapsed().as_secs_f64(), waiting, report: &report });
+        on_epoch(&Epoch {
+            epoch,
+            loss,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            waiting,
+            report: &report,
+        });
         if waiting >= opts.patience {
             report.stopped_early = true;
             break;
@@ -334,20 +406,34 @@ impl Adam {
                 })
             })
             .collect::<candle_core::Result<_>>()?;
-        Ok(Adam { lr, step: 0, moments })
+        Ok(Adam {
+            lr,
+            step: 0,
+            moments,
+        })
     }
 
-    fn step(&mut self, cnn: &Cnn, grads: &candle_core::backprop::GradStore) -> candle_core::Result<()> {
+    fn step(
+        &mut self,
+        cnn: &Cnn,
+        grads: &candle_core::backprop::GradStore,
+    ) -> candle_core::Result<()> {
         self.step += 1;
         let t = self.step;
         let lr_t = self.lr * (1.0 - BETA2.powi(t)).sqrt() / (1.0 - BETA1.powi(t));
         let eps_hat = EPSILON * (1.0 - BETA2.powi(t)).sqrt();
         let vars = cnn.params.iter().flat_map(|(_, w, b)| [w, b]);
         for (var, moments) in vars.zip(self.moments.iter_mut()) {
-            let Some(g) = grads.get(var.as_tensor()) else { continue };
+            let Some(g) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             match moments {
                 Moments::Cpu(state) => {
-                    let op = AdamStep { state, lr_t: lr_t as f32, eps_hat: eps_hat as f32 };
+                    let op = AdamStep {
+                        state,
+                        lr_t: lr_t as f32,
+                        eps_hat: eps_hat as f32,
+                    };
                     var.as_tensor().inplace_op2(&g.contiguous()?, &op)?;
                 }
                 Moments::Device(m, v) => {
@@ -373,17 +459,32 @@ impl InplaceOp2 for AdamStep<'_> {
         "adam-step"
     }
 
-    fn cpu_fwd(&self, w: &mut CpuStorage, lw: &Layout, g: &CpuStorage, lg: &Layout) -> candle_core::Result<()> {
+    fn cpu_fwd(
+        &self,
+        w: &mut CpuStorage,
+        lw: &Layout,
+        g: &CpuStorage,
+        lg: &Layout,
+    ) -> candle_core::Result<()> {
         let (CpuStorage::F32(w), CpuStorage::F32(g)) = (w, g) else {
             candle_core::bail!("adam-step: f32 parameters and gradients expected")
         };
-        let (Some((w0, w1)), Some((g0, g1))) = (lw.contiguous_offsets(), lg.contiguous_offsets()) else {
+        let (Some((w0, w1)), Some((g0, g1))) = (lw.contiguous_offsets(), lg.contiguous_offsets())
+        else {
             candle_core::bail!("adam-step: contiguous tensors expected")
         };
-        let mut state = self.state.lock().map_err(|_| candle_core::Error::Msg("adam state poisoned".into()))?;
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("adam state poisoned".into()))?;
         let (m, v) = &mut *state;
         let (b1, b2) = (BETA1 as f32, BETA2 as f32);
-        for (((w, &g), m), v) in w[w0..w1].iter_mut().zip(&g[g0..g1]).zip(m.iter_mut()).zip(v.iter_mut()) {
+        for (((w, &g), m), v) in w[w0..w1]
+            .iter_mut()
+            .zip(&g[g0..g1])
+            .zip(m.iter_mut())
+            .zip(v.iter_mut())
+        {
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
             *w -= self.lr_t * *m / (v.sqrt() + self.eps_hat);
@@ -418,18 +519,48 @@ mod tests {
     fn training_learns_two_separable_shapes_and_saves_and_loads() {
         let points = 64;
         let rows: Vec<Vec<f64>> = (0..40)
-            .map(|i| (0..points).map(|p| if i % 2 == 0 { (p as f64 / 5.0).sin() } else { -1.0 + 2.0 * p as f64 / points as f64 }).collect())
+            .map(|i| {
+                (0..points)
+                    .map(|p| {
+                        if i % 2 == 0 {
+                            (p as f64 / 5.0).sin()
+                        } else {
+                            -1.0 + 2.0 * p as f64 / points as f64
+                        }
+                    })
+                    .collect()
+            })
             .collect();
         let labels: Vec<usize> = (0..40).map(|i| i % 2).collect();
         let refs: Vec<&[f64]> = rows.iter().map(|r| r.as_slice()).collect();
         let cnn = Cnn::new(points, 2, &Device::Cpu, 3).unwrap();
-        let opts = TrainOptions { epochs: 30, batch_size: 8, min_delta: 1e-3, patience: 5, learning_rate: 1e-3, seed: 1 };
+        let opts = TrainOptions {
+            epochs: 30,
+            batch_size: 8,
+            min_delta: 1e-3,
+            patience: 5,
+            learning_rate: 1e-3,
+            seed: 1,
+        };
         let mut seen = 0;
-        let report = train(&cnn, &refs, &labels, &opts, &Cancel::new(), &Progress::new(), |_| seen += 1).unwrap();
+        let report = train(
+            &cnn,
+            &refs,
+            &labels,
+            &opts,
+            &Cancel::new(),
+            &Progress::new(),
+            |_| seen += 1,
+        )
+        .unwrap();
         assert_eq!(seen, report.epochs_run);
         assert!(report.best_loss < report.loss_per_epoch[0], "{report:?}");
         let p = cnn.predict(&refs, 16, &Cancel::new()).unwrap();
-        let right = p.iter().zip(&labels).filter(|(p, l)| (p[1] > p[0]) == (**l == 1)).count();
+        let right = p
+            .iter()
+            .zip(&labels)
+            .filter(|(p, l)| (p[1] > p[0]) == (**l == 1))
+            .count();
         assert!(right >= 36, "{right}/40 right");
         let dir = tempfile::tempdir().unwrap();
         cnn.save(&dir.path().join("m.safetensors")).unwrap();
@@ -444,7 +575,25 @@ mod tests {
         let cnn = Cnn::new(64, 2, &Device::Cpu, 3).unwrap();
         let cancel = Cancel::new();
         cancel.cancel();
-        let opts = TrainOptions { epochs: 5, batch_size: 2, min_delta: 0.0, patience: 5, learning_rate: 1e-3, seed: 1 };
-        assert!(matches!(train(&cnn, &refs, &[0, 1, 0, 1], &opts, &cancel, &Progress::new(), |_| {}), Err(CnnError::Cancelled)));
+        let opts = TrainOptions {
+            epochs: 5,
+            batch_size: 2,
+            min_delta: 0.0,
+            patience: 5,
+            learning_rate: 1e-3,
+            seed: 1,
+        };
+        assert!(matches!(
+            train(
+                &cnn,
+                &refs,
+                &[0, 1, 0, 1],
+                &opts,
+                &cancel,
+                &Progress::new(),
+                |_| {}
+            ),
+            Err(CnnError::Cancelled)
+        ));
     }
 }

@@ -92,7 +92,11 @@ impl SpectraWriter {
 
     /// An extra one-dimensional dataset (`labels`, `oracle_indexes`, …) beside the spectra.
     pub fn add<T: hdf5::H5Type>(&self, name: &str, values: &[T]) -> hdf5::Result<()> {
-        self.file.new_dataset::<T>().shape(values.len()).create(name)?.write(values)
+        self.file
+            .new_dataset::<T>()
+            .shape(values.len())
+            .create(name)?
+            .write(values)
     }
 
     /// Writes what is buffered and closes the file; returns the number of rows.
@@ -144,7 +148,10 @@ impl SpectraSet {
             filenames: indexes.iter().map(|&i| self.filenames[i].clone()).collect(),
             wave: self.wave.clone(),
             fluxes: self.fluxes.select(ndarray::Axis(0), indexes),
-            labels: self.labels.as_ref().map(|l| indexes.iter().map(|&i| l[i]).collect()),
+            labels: self
+                .labels
+                .as_ref()
+                .map(|l| indexes.iter().map(|&i| l[i]).collect()),
         }
     }
 }

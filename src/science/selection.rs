@@ -13,13 +13,18 @@ pub fn oracle_batch(entropies: &[f64], n: usize) -> Vec<usize> {
 
 /// Indices predicted as one of `candidate_classes`.
 pub fn candidates(predicted: &[usize], candidate_classes: &[usize]) -> Vec<usize> {
-    (0..predicted.len()).filter(|&i| candidate_classes.contains(&predicted[i])).collect()
+    (0..predicted.len())
+        .filter(|&i| candidate_classes.contains(&predicted[i]))
+        .collect()
 }
 
 /// `min(n, #candidates)` candidates drawn without replacement, in index order.
 pub fn perf_est_sample(candidates: &[usize], n: usize, seed: u64) -> Vec<usize> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut picked: Vec<usize> = sample(&mut rng, candidates.len(), n.min(candidates.len())).into_iter().map(|i| candidates[i]).collect();
+    let mut picked: Vec<usize> = sample(&mut rng, candidates.len(), n.min(candidates.len()))
+        .into_iter()
+        .map(|i| candidates[i])
+        .collect();
     picked.sort_unstable();
     picked
 }

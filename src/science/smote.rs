@@ -16,8 +16,11 @@ fn neighbours(rows: &[Vec<f64>], members: &[usize], k: usize) -> Vec<Vec<usize>>
     members
         .iter()
         .map(|&i| {
-            let mut d: Vec<(f64, usize)> =
-                members.iter().filter(|&&j| j != i).map(|&j| (squared_distance(&rows[i], &rows[j]), j)).collect();
+            let mut d: Vec<(f64, usize)> = members
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| (squared_distance(&rows[i], &rows[j]), j))
+                .collect();
             d.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             d.into_iter().take(k).map(|(_, j)| j).collect()
         })
@@ -25,9 +28,16 @@ fn neighbours(rows: &[Vec<f64>], members: &[usize], k: usize) -> Vec<Vec<usize>>
 }
 
 /// The balanced set: the input rows first, then the synthetic ones (with their labels).
-pub fn smote(rows: &[Vec<f64>], labels: &[usize], classes: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<usize>) {
+pub fn smote(
+    rows: &[Vec<f64>],
+    labels: &[usize],
+    classes: usize,
+    seed: u64,
+) -> (Vec<Vec<f64>>, Vec<usize>) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let members: Vec<Vec<usize>> = (0..classes).map(|c| (0..labels.len()).filter(|&i| labels[i] == c).collect()).collect();
+    let members: Vec<Vec<usize>> = (0..classes)
+        .map(|c| (0..labels.len()).filter(|&i| labels[i] == c).collect())
+        .collect();
     let target = members.iter().map(Vec::len).max().unwrap_or(0);
     let (mut out_rows, mut out_labels) = (rows.to_vec(), labels.to_vec());
     for (class, members) in members.iter().enumerate() {
@@ -36,7 +46,11 @@ pub fn smote(rows: &[Vec<f64>], labels: &[usize], classes: usize, seed: u64) -> 
             continue;
         }
         let k = K_NEIGHBOURS.min(n - 1);
-        let near = if k > 0 { neighbours(rows, members, k) } else { Vec::new() };
+        let near = if k > 0 {
+            neighbours(rows, members, k)
+        } else {
+            Vec::new()
+        };
         for _ in 0..target - n {
             let a = rng.random_range(0..n);
             let row = if k == 0 {
@@ -44,7 +58,11 @@ pub fn smote(rows: &[Vec<f64>], labels: &[usize], classes: usize, seed: u64) -> 
             } else {
                 let b = near[a][rng.random_range(0..k)];
                 let gap: f64 = rng.random();
-                rows[members[a]].iter().zip(&rows[b]).map(|(x, y)| x + gap * (y - x)).collect()
+                rows[members[a]]
+                    .iter()
+                    .zip(&rows[b])
+                    .map(|(x, y)| x + gap * (y - x))
+                    .collect()
             };
             out_rows.push(row);
             out_labels.push(class);
@@ -66,8 +84,20 @@ mod tests {
         assert_eq!((count(0), count(1), count(2), count(3)), (10, 10, 0, 10));
         assert_eq!(r.len(), 30);
         // A class of one is repeated; a class of two interpolates between its two members.
-        assert!(r[13..].iter().zip(&l[13..]).filter(|(_, c)| **c == 3).all(|(row, _)| *row == rows[12]));
-        assert!(r[13..].iter().zip(&l[13..]).filter(|(_, c)| **c == 1).all(|(row, _)| (10.0..=11.0).contains(&row[0])));
+        assert!(
+            r[13..]
+                .iter()
+                .zip(&l[13..])
+                .filter(|(_, c)| **c == 3)
+                .all(|(row, _)| *row == rows[12])
+        );
+        assert!(
+            r[13..]
+                .iter()
+                .zip(&l[13..])
+                .filter(|(_, c)| **c == 1)
+                .all(|(row, _)| (10.0..=11.0).contains(&row[0]))
+        );
         assert_eq!(smote(&rows, &labels, 4, 7), (r, l), "the same for a seed");
     }
 }

@@ -19,14 +19,25 @@ pub fn embed(rows: &[Vec<f64>], seed: u64) -> Option<Vec<(f32, f32)>> {
     if n < MIN_SPECTRA {
         return None;
     }
-    let data: Vec<Vec<f32>> = rows.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect();
+    let data: Vec<Vec<f32>> = rows
+        .iter()
+        .map(|r| r.iter().map(|&v| v as f32).collect())
+        .collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let normal = Normal::new(0.0f32, 1e-4).ok()?;
     let start: Vec<f32> = (0..2 * n).map(|_| normal.sample(&mut rng)).collect();
-    let distance = |a: &Vec<f32>, b: &Vec<f32>| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt();
+    let distance = |a: &Vec<f32>, b: &Vec<f32>| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt()
+    };
     let embedding = std::panic::catch_unwind(|| {
         let mut tsne: bhtsne::tSNE<f32, Vec<f32>> = bhtsne::tSNE::new(&data);
-        tsne.perplexity(perplexity(n)).epochs(1000).initial_embedding(start.clone());
+        tsne.perplexity(perplexity(n))
+            .epochs(1000)
+            .initial_embedding(start.clone());
         if n <= EXACT_UP_TO {
             tsne.exact(distance);
         } else {
@@ -45,7 +56,9 @@ mod tests {
     #[test]
     fn two_clusters_stay_apart_and_tiny_sets_give_nothing() {
         assert!(embed(&vec![vec![0.0; 3]; 3], 1).is_none());
-        let rows: Vec<Vec<f64>> = (0..40).map(|i| vec![(i / 20) as f64 * 10.0 + (i % 7) as f64 * 0.01; 5]).collect();
+        let rows: Vec<Vec<f64>> = (0..40)
+            .map(|i| vec![(i / 20) as f64 * 10.0 + (i % 7) as f64 * 0.01; 5])
+            .collect();
         let e = embed(&rows, 1).unwrap();
         assert_eq!(e.len(), 40);
         assert!(e.iter().all(|(x, y)| x.is_finite() && y.is_finite()));
@@ -54,8 +67,14 @@ mod tests {
             r.fold((0.0, 0.0), |(sx, sy), i| (sx + e[i].0 / n, sy + e[i].1 / n))
         };
         let (a, b) = (centre(0..20), centre(20..40));
-        let spread = e[..20].iter().map(|p| ((p.0 - a.0).powi(2) + (p.1 - a.1).powi(2)).sqrt()).fold(0.0f32, f32::max);
-        assert!(((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt() > spread, "clusters separate");
+        let spread = e[..20]
+            .iter()
+            .map(|p| ((p.0 - a.0).powi(2) + (p.1 - a.1).powi(2)).sqrt())
+            .fold(0.0f32, f32::max);
+        assert!(
+            ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt() > spread,
+            "clusters separate"
+        );
         assert_eq!(perplexity(10), 3.0);
     }
 }

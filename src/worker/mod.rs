@@ -230,11 +230,21 @@ impl Runtime {
 
     /// A job that proposes spectra to label leaves them in `labellings.json`; they become
     /// rows before the job is COMPLETED (replacing those of an earlier attempt).
-    async fn import_labellings(&self, job: &job::Model, dir: &std::path::Path) -> Result<(), String> {
-        use crate::{job_types::active_ml::NewLabelling as Proposed, labellings::{model::NewLabelling, service}};
+    async fn import_labellings(
+        &self,
+        job: &job::Model,
+        dir: &std::path::Path,
+    ) -> Result<(), String> {
+        use crate::{
+            job_types::active_ml::NewLabelling as Proposed,
+            labellings::{model::NewLabelling, service},
+        };
         let path = dir.join("labellings.json");
-        let Ok(bytes) = std::fs::read(&path) else { return Ok(()) };
-        let proposed: Vec<Proposed> = serde_json::from_slice(&bytes).map_err(|e| format!("labellings.json: {e}"))?;
+        let Ok(bytes) = std::fs::read(&path) else {
+            return Ok(());
+        };
+        let proposed: Vec<Proposed> =
+            serde_json::from_slice(&bytes).map_err(|e| format!("labellings.json: {e}"))?;
         let list = proposed
             .into_iter()
             .map(|p| NewLabelling {
@@ -253,7 +263,10 @@ impl Runtime {
             .exec(self.db())
             .await
             .map_err(|e| format!("cannot replace the labellings: {e}"))?;
-        service::create_batch(self.db(), list).await.map(|_| ()).map_err(|e| format!("cannot create the labellings: {e}"))
+        service::create_batch(self.db(), list)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("cannot create the labellings: {e}"))
     }
 
     async fn finish(

@@ -1,5 +1,6 @@
 //! The one integration test binary: real server, real database, real child processes.
 
+mod active;
 mod cli;
 mod files;
 mod helpers;

@@ -1,0 +1,662 @@
+//! ACTIVE_ML, labellings and the chain: the original's configs and h5py files, the error paths
+//! of SPEC §6, every status of the labellings table, continue → next iteration, abort.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
+use mljm::science::h5::{SpectraWriter, read_spectra};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, id, spawn_app, spawn_app_with};
+
+crate::on_both_backends!(
+    the_error_paths_of_spec_6_end_in_error_with_their_message,
+    every_status_of_the_labellings_table,
+    a_labelled_iteration_continues_into_the_next,
+    abort_during_training_stops_within_a_second_and_frees_the_gpu_slot,
+);
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn mljm_run(args: &[&str]) -> (i32, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
+        .arg("run")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn descriptor(f: &hdf5::File, name: &str) -> TypeDescriptor {
+    f.dataset(name)
+        .unwrap()
+        .dtype()
+        .unwrap()
+        .to_descriptor()
+        .unwrap()
+}
+
+fn shape(f: &hdf5::File, name: &str) -> Vec<usize> {
+    f.dataset(name).unwrap().shape()
+}
+
+const F64: TypeDescriptor = TypeDescriptor::Float(FloatSize::U8);
+const I64: TypeDescriptor = TypeDescriptor::Integer(IntSize::U8);
+
+#[test]
+fn the_originals_iteration_0_config_runs_unchanged() {
+    let out = tempfile::tempdir().unwrap();
+    let config = fixtures().join("active_ml/al_config_original.json");
+    let (code, err) = mljm_run(&[
+        "ACTIVE_ML",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.path().to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let f = hdf5::File::open(out.path().join("result.h5")).unwrap();
+    assert_eq!(descriptor(&f, "filenames"), TypeDescriptor::VarLenUnicode);
+    assert_eq!(
+        (descriptor(&f, "fluxes"), shape(&f, "fluxes")),
+        (F64, vec![26, 600])
+    );
+    assert_eq!(
+        (descriptor(&f, "wave"), shape(&f, "wave")),
+        (F64, vec![600])
+    );
+    // oracle_batch_size 100 on a pool of 26: the whole pool, in its order.
+    assert_eq!(
+        (
+            descriptor(&f, "oracle_indexes"),
+            shape(&f, "oracle_indexes")
+        ),
+        (I64, vec![26])
+    );
+    let prep: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("prep_spectra.json")).unwrap())
+            .unwrap();
+    assert_eq!(prep["wave"].as_array().unwrap().len(), 600);
+    assert_eq!(prep["spectra"].as_object().unwrap().len(), 26);
+    let next: Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("new_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(next["iteration"], 1);
+    assert_eq!(
+        next["min_delta_train"], 1e-3,
+        "10e-4 is read as the number it is"
+    );
+    assert!(
+        next["pool_data_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("result.h5")
+    );
+    assert!(
+        next["oracle_data_to_add_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("oracle_data.json")
+    );
+    let labellings: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(out.path().join("labellings.json")).unwrap())
+            .unwrap();
+    assert_eq!(labellings.len(), 26);
+    assert!(
+        labellings
+            .iter()
+            .all(|l| l["spectrum_set"] == "ORACLE" && l["sequence_iteration"] == 0)
+    );
+}
+
+#[test]
+fn a_later_iteration_consumes_the_h5py_training_set_and_oracle_answers() {
+    let out = tempfile::tempdir().unwrap();
+    let fx = fixtures();
+    let config = json!({
+        "iteration": 1, "classes": ["other", "single peak", "double peak"], "candidate_classes": ["single peak", "double peak"],
+        "training_data_path": fx.join("active_ml/training_data.h5"),
+        "training_data_to_add_path": fx.join("preprocessing/expected_result.h5"),
+        "oracle_data_to_add_path": fx.join("active_ml/oracle_data.json"),
+        "pool_data_path": fx.join("preprocessing/expected_result.h5"),
+        "oracle_batch_size": 3, "perf_est_batch_size": 2, "show_candidates": true, "save_model": true,
+        "epochs_train": 2, "patience_train": 5, "batch_size_train": 8
+    });
+    let cfg = out.path().join("al.json");
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let dir = out.path().join("it1");
+    let (code, err) = mljm_run(&[
+        "ACTIVE_ML",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let training = read_spectra(&fx.join("active_ml/training_data.h5")).unwrap();
+    let oracle: Value =
+        serde_json::from_slice(&std::fs::read(fx.join("active_ml/oracle_data.json")).unwrap())
+            .unwrap();
+    let n_train = training.len() + oracle["filenames"].as_array().unwrap().len();
+    let t = hdf5::File::open(dir.join("training_data.h5")).unwrap();
+    assert_eq!(
+        (descriptor(&t, "labels"), shape(&t, "labels")),
+        (I64, vec![n_train])
+    );
+    assert_eq!(shape(&t, "fluxes"), vec![n_train, 600]);
+    let f = hdf5::File::open(dir.join("result.h5")).unwrap();
+    let pool = 26 - n_train;
+    assert_eq!(
+        shape(&f, "fluxes"),
+        vec![pool, 600],
+        "the pool without the training spectra"
+    );
+    assert_eq!(
+        (descriptor(&f, "labels"), shape(&f, "labels")),
+        (I64, vec![pool])
+    );
+    assert_eq!(
+        (descriptor(&f, "entropies"), shape(&f, "entropies")),
+        (F64, vec![pool])
+    );
+    assert_eq!(shape(&f, "oracle_indexes"), vec![3]);
+    assert_eq!(descriptor(&f, "perf_est_indexes"), I64);
+    assert_eq!(descriptor(&f, "candidate_indexes"), I64);
+    let dim: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dim_reduc.json")).unwrap()).unwrap();
+    assert_eq!(dim["x"].as_array().unwrap().len(), n_train);
+    assert_eq!(dim["classes"].as_array().unwrap().len(), 3);
+    let metrics: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(
+        metrics["loss_per_epoch"].as_array().unwrap().len(),
+        metrics["epochs_run"].as_u64().unwrap() as usize
+    );
+    assert!(dir.join("model.safetensors").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("perf_est_list.json")).unwrap(),
+        "[]"
+    );
+    let next: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("new_config.json")).unwrap()).unwrap();
+    assert_eq!(next["iteration"], 2);
+    assert!(
+        next["training_data_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("training_data.h5")
+    );
+    assert!(
+        next["perf_est_list_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("perf_est_list.json")
+    );
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    assert!(
+        log.contains("epoch 1 loss") && log.contains("trained 2 epochs"),
+        "{log}"
+    );
+}
+
+/// Copies the golden preprocessing result into the app's files root as `/pool/result.h5`.
+fn pool_into(app: &TestApp) {
+    let dir = app.data_dir.join("files/pool");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        fixtures().join("preprocessing/expected_result.h5"),
+        dir.join("result.h5"),
+    )
+    .unwrap();
+    let fx = app.data_dir.join("files/fx");
+    std::fs::create_dir_all(&fx).unwrap();
+    for f in ["training_data.h5", "oracle_data.json"] {
+        std::fs::copy(fixtures().join("active_ml").join(f), fx.join(f)).unwrap();
+    }
+}
+
+fn al_config(iteration: u64) -> Value {
+    json!({
+        "iteration": iteration, "classes": ["other", "single peak", "double peak"], "candidate_classes": ["single peak", "double peak"],
+        "training_data_path": "", "training_data_to_add_path": "", "oracle_data_to_add_path": "",
+        "pool_data_path": "/pool/result.h5", "oracle_batch_size": 8, "perf_est_batch_size": 2,
+        "epochs_train": 2, "patience_train": 5, "batch_size_train": 8
+    })
+}
+
+async fn create_al(app: &TestApp, config: &Value) -> Value {
+    let resp = app
+        .post_json(
+            "/api/jobs/",
+            &json!({"type": "ACTIVE_ML", "label": "al", "config": config}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    resp.json().await.unwrap()
+}
+
+async fn run_to(app: &TestApp, config: &Value, phase: &str) -> Value {
+    let job = create_al(app, config).await;
+    app.run(&id(&job)).await;
+    app.wait_phase(&id(&job), phase, Duration::from_secs(120))
+        .await
+}
+
+async fn the_error_paths_of_spec_6_end_in_error_with_their_message(b: Backend) {
+    let app = spawn_app(b).await;
+    pool_into(&app);
+    // A pool on another wave grid than the training data.
+    let other = app.data_dir.join("files/pool/other-grid.h5");
+    let wave: Vec<f64> = (0..500).map(|i| 4000.0 + i as f64).collect();
+    let mut w = SpectraWriter::create(&other, &wave).unwrap();
+    w.push("spec-1-F1_sp01-001.fits", &[0.0; 500]).unwrap();
+    w.finish().unwrap();
+    let mut cfg = al_config(1);
+    cfg["training_data_path"] = json!("/fx/training_data.h5");
+    cfg["training_data_to_add_path"] = json!("/pool/result.h5");
+    cfg["oracle_data_to_add_path"] = json!("/fx/oracle_data.json");
+    let mut waves = cfg.clone();
+    waves["pool_data_path"] = json!("/pool/other-grid.h5");
+    let job = run_to(&app, &waves, "ERROR").await;
+    assert!(
+        job["error"].as_str().unwrap().contains("different waves"),
+        "{job}"
+    );
+    // Every pool spectrum is already labelled.
+    let mut exhausted = cfg.clone();
+    exhausted["pool_data_path"] = json!("/fx/training_data.h5");
+    exhausted["training_data_to_add_path"] = json!("/pool/result.h5");
+    let job = run_to(&app, &exhausted, "ERROR").await;
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("All data from pool is in training data"),
+        "{job}"
+    );
+    // From iteration 2 on, the list of earlier estimates is needed.
+    let mut second = cfg.clone();
+    second["iteration"] = json!(2);
+    let job = run_to(&app, &second, "ERROR").await;
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("perf_est_list_path is missing"),
+        "{job}"
+    );
+    // A path out of the files root is refused at create.
+    let mut escape = cfg.clone();
+    escape["training_data_path"] = json!("/../spectra/x.h5");
+    let resp = app
+        .post_json(
+            "/api/jobs/",
+            &json!({"type": "ACTIVE_ML", "label": "x", "config": escape}),
+        )
+        .await;
+    assert_eq!(resp.status(), 422);
+    let mut bad = cfg.clone();
+    bad["candidate_classes"] = json!(["emission"]);
+    let resp = app
+        .post_json(
+            "/api/jobs/",
+            &json!({"type": "ACTIVE_ML", "label": "x", "config": bad}),
+        )
+        .await;
+    assert_eq!(resp.status(), 422);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["field"],
+        "config.candidate_classes"
+    );
+}
+
+async fn every_status_of_the_labellings_table(b: Backend) {
+    let app = spawn_app(b).await;
+    let job = app.create_script("owner", "true").await;
+    let jid = id(&job);
+    let new = |name: &str, set: &str| json!({"job_id": jid, "spectrum_filename": name, "spectrum_set": set, "sequence_iteration": 1});
+    let resp = app
+        .post_json("/api/labellings/", &new("a.fits", "CANDIDATE"))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let one: Value = resp.json().await.unwrap();
+    let lid = one["labelling_id"].as_str().unwrap().to_string();
+    assert_eq!(one["user_label"], Value::Null);
+    let ghost =
+        json!({"job_id": uuid::Uuid::new_v4(), "spectrum_filename": "x", "spectrum_set": "ORACLE"});
+    assert_eq!(
+        app.post_json("/api/labellings/", &ghost).await.status(),
+        404
+    );
+    assert_eq!(
+        app.post_json("/api/labellings/", &new("a.fits", "SOMETHING"))
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        app.post_json("/api/labellings/", &json!({"job_id": jid}))
+            .await
+            .status(),
+        422
+    );
+
+    assert_eq!(
+        app.get(&format!("/api/labellings/{lid}")).await.status(),
+        200
+    );
+    assert_eq!(
+        app.get(&format!("/api/labellings/{}", uuid::Uuid::new_v4()))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(app.get("/api/labellings/not-a-uuid").await.status(), 422);
+    let patch = |id: String, body: Value| {
+        let app = &app;
+        async move {
+            app.api
+                .patch(app.url(&format!("/api/labellings/{id}")))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let resp = patch(
+        lid.clone(),
+        json!({"user_label": "single peak", "user_comment": "clear\nemission"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["user_label"],
+        "single peak"
+    );
+    assert_eq!(
+        patch(uuid::Uuid::new_v4().to_string(), json!({"user_label": "x"}))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        patch(lid.clone(), json!({"user_label": "bad\u{7}label"}))
+            .await
+            .status(),
+        422
+    );
+
+    let batch: Vec<Value> = (0..5)
+        .map(|i| new(&format!("o{i}.fits"), "ORACLE"))
+        .chain([new("p.fits", "PERFORMANCE_ESTIMATION")])
+        .collect();
+    assert_eq!(
+        app.post_json("/api/labellings/batch/", &json!(batch))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.post_json("/api/labellings/batch/", &json!([ghost]))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.post_json("/api/labellings/batch/", &json!([new("x", "NOPE")]))
+            .await
+            .status(),
+        422
+    );
+
+    let list: Vec<Value> = app
+        .get(&format!("/api/labellings/?job_id={jid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let sets: Vec<&str> = list
+        .iter()
+        .map(|l| l["spectrum_set"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sets,
+        [
+            "ORACLE",
+            "ORACLE",
+            "ORACLE",
+            "ORACLE",
+            "ORACLE",
+            "PERFORMANCE_ESTIMATION",
+            "CANDIDATE"
+        ]
+    );
+    let names: Vec<&str> = list[..5]
+        .iter()
+        .map(|l| l["spectrum_filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["o0.fits", "o1.fits", "o2.fits", "o3.fits", "o4.fits"],
+        "in the order given"
+    );
+    assert_eq!(app.get("/api/labellings/").await.status(), 422);
+    assert_eq!(app.get("/api/labellings/?job_id=nope").await.status(), 422);
+
+    let ids: Vec<Value> = list[..2]
+        .iter()
+        .map(|l| l["labelling_id"].clone())
+        .collect();
+    let batch_patch = |body: Value| {
+        let app = &app;
+        async move {
+            app.api
+                .patch(app.url("/api/labellings/batch/"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = json!({"labelling_ids": ids, "labellings": [{"user_label": "other"}, {"user_label": "double peak"}]});
+    assert_eq!(batch_patch(ok).await.status(), 204);
+    assert_eq!(
+        batch_patch(json!({"labelling_ids": ids, "labellings": [{"user_label": "other"}]}))
+            .await
+            .status(),
+        400
+    );
+    let unknown = json!({"labelling_ids": [ids[0], uuid::Uuid::new_v4()], "labellings": [{"user_label": "x"}, {"user_label": "y"}]});
+    assert_eq!(batch_patch(unknown).await.status(), 404);
+    let first: Value = app
+        .get(&format!("/api/labellings/{}", ids[0].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        first["user_label"], "other",
+        "a failed batch changes nothing"
+    );
+    assert_eq!(
+        batch_patch(json!({"labelling_ids": ids, "labellings": [{"user_label": "a\u{0}"}, {}]}))
+            .await
+            .status(),
+        422
+    );
+
+    assert_eq!(app.delete(&format!("/api/jobs/{jid}")).await.status(), 204);
+    assert_eq!(
+        app.get(&format!("/api/labellings/{lid}")).await.status(),
+        404,
+        "cascade on job delete"
+    );
+}
+
+fn true_labels() -> HashMap<String, String> {
+    let text =
+        std::fs::read_to_string(fixtures().join("preprocessing/spectra/labels.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(','))
+        .map(|(f, l)| (f.to_string(), l.to_string()))
+        .collect()
+}
+
+async fn a_labelled_iteration_continues_into_the_next(b: Backend) {
+    let app = spawn_app(b).await;
+    pool_into(&app);
+    let first = run_to(&app, &al_config(0), "COMPLETED").await;
+    let jid = id(&first);
+    let list: Vec<Value> = app
+        .get(&format!("/api/labellings/?job_id={jid}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 8);
+    let resp = app.post(&format!("/api/jobs/{jid}/continue")).await;
+    assert_eq!(resp.status(), 409);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("8 of 8 oracle spectra are still unlabelled")
+    );
+
+    let truth = true_labels();
+    let ids: Vec<Value> = list.iter().map(|l| l["labelling_id"].clone()).collect();
+    let labels: Vec<Value> = list
+        .iter()
+        .map(|l| json!({"user_label": truth[l["spectrum_filename"].as_str().unwrap()]}))
+        .collect();
+    let resp = app
+        .api
+        .patch(app.url("/api/labellings/batch/"))
+        .json(&json!({"labelling_ids": ids, "labellings": labels}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+
+    let resp = app.post(&format!("/api/jobs/{jid}/continue")).await;
+    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    let next: Value = resp.json().await.unwrap();
+    assert_eq!(next["parent_job_id"], jid.as_str());
+    assert_eq!(next["config"]["iteration"], 1);
+    assert_eq!(
+        app.post(&format!("/api/jobs/{jid}/continue"))
+            .await
+            .status(),
+        409,
+        "once only"
+    );
+    let next = app
+        .wait_phase(&id(&next), "COMPLETED", Duration::from_secs(120))
+        .await;
+    let trained = read_spectra(&app.job_dir(&next).join("training_data.h5")).unwrap();
+    let mut got = trained.filenames.clone();
+    let mut want: Vec<String> = list
+        .iter()
+        .map(|l| l["spectrum_filename"].as_str().unwrap().to_string())
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the training set is exactly the labelled spectra"
+    );
+    let classes = ["other", "single peak", "double peak"];
+    for (name, label) in trained.filenames.iter().zip(trained.labels.unwrap()) {
+        assert_eq!(classes[label as usize], truth[name]);
+    }
+    let oracle: Value = serde_json::from_slice(
+        &std::fs::read(app.job_dir(&first).join("oracle_data.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(oracle["filenames"].as_array().unwrap().len(), 8);
+    let chain: Vec<Value> = app
+        .get(&format!("/api/jobs/{}/chain", id(&next)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chain.len(), 2);
+    assert_eq!(
+        (
+            chain[0]["job_id"].as_str(),
+            chain[0]["labelled"].as_u64(),
+            chain[0]["iteration"].as_u64()
+        ),
+        (Some(jid.as_str()), Some(8), Some(0))
+    );
+    assert_eq!(chain[1]["iteration"], 1);
+    assert_eq!(chain[1]["oracle_size"], 8);
+}
+
+async fn abort_during_training_stops_within_a_second_and_frees_the_gpu_slot(b: Backend) {
+    let app = spawn_app_with(
+        b,
+        crate::helpers::Options {
+            workers: 2,
+            tweak: |c| c.gpu.slots = 1,
+        },
+    )
+    .await;
+    pool_into(&app);
+    let mut long = al_config(1);
+    long["training_data_path"] = json!("/fx/training_data.h5");
+    long["training_data_to_add_path"] = json!("/pool/result.h5");
+    long["oracle_data_to_add_path"] = json!("/fx/oracle_data.json");
+    long["epochs_train"] = json!(100_000);
+    long["patience_train"] = json!(100_000);
+    let job = create_al(&app, &long).await;
+    let jid = id(&job);
+    app.run(&jid).await;
+    let waiting = create_al(&app, &al_config(0)).await;
+    app.run(&id(&waiting)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !app.log(&jid).await.contains("epoch 1 loss") {
+        assert!(
+            Instant::now() < deadline,
+            "training never started: {}",
+            app.log(&jid).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.job(&id(&waiting)).await["phase"],
+        "QUEUED",
+        "the second GPU job waits for the slot"
+    );
+    assert_eq!(
+        app.post(&format!("/api/jobs/{jid}/process/ABORT"))
+            .await
+            .status(),
+        202
+    );
+    let aborted = Instant::now();
+    while !app.log(&jid).await.contains("result discarded") {
+        assert!(
+            aborted.elapsed() < Duration::from_secs(1),
+            "still training 1 s after ABORT"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("training stopped {:?} after ABORT", aborted.elapsed());
+    app.wait_phase(&id(&waiting), "COMPLETED", Duration::from_secs(60))
+        .await;
+}
