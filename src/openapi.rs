@@ -91,6 +91,38 @@ pub fn build() -> Value {
                     "responses": { "200": { "description": "log text", "content": { "text/plain": { "schema": { "type": "string" } } } }, "404": { "description": "no such job" } }
                 },
             },
+            "/api/jobs/{job_id}/continue": {
+                "post": op("Continue a labelled ACTIVE_ML iteration: write oracle_data.json, append the performance estimate, create and run the next iteration",
+                    &[job_id.clone(), json!({ "name": "allow_partial", "in": "query", "required": false, "schema": { "type": "boolean" } })], None,
+                    &[("202", "the next iteration, queued", Some(r("Job"))), e404.clone(), ("409", "not a COMPLETED ACTIVE_ML job, already continued, or oracle spectra unlabelled", err.clone()), e422.clone()]),
+            },
+            "/api/jobs/{job_id}/chain": {
+                "get": op("The iterations of an active-learning chain, first to last", &[job_id.clone()], None,
+                    &[("200", "the chain", Some(json!({ "type": "array", "items": r("ChainEntry") }))), e404.clone(), e409.clone(), e422.clone()]),
+            },
+            "/api/spectra/{filename}": {
+                "get": op("A LAMOST spectrum of the survey: header fields, wave (Å) and flux",
+                    &[path_param("filename", None)], None,
+                    &[("200", "the spectrum", Some(r("Spectrum"))), ("404", "no such spectrum", err.clone()), ("422", "not a LAMOST spectrum name, or not a readable LAMOST spectrum", err.clone())]),
+            },
+            "/api/labellings/": {
+                "post": op("Create a labelling", &[], Some(json_body(r("NewLabelling"))),
+                    &[("201", "created", Some(r("Labelling"))), ("404", "no such job", err.clone()), e422.clone()]),
+                "get": op("A job's labellings: ORACLE, PERFORMANCE_ESTIMATION, CANDIDATE", &[json!({ "name": "job_id", "in": "query", "required": true, "schema": { "type": "string", "format": "uuid" } })], None,
+                    &[("200", "the labellings", Some(json!({ "type": "array", "items": r("Labelling") }))), e422.clone()]),
+            },
+            "/api/labellings/batch/": {
+                "post": op("Create many labellings in one statement", &[], Some(json_body(json!({ "type": "array", "items": r("NewLabelling") }))),
+                    &[("204", "created", None), ("404", "no such job", err.clone()), e422.clone()]),
+                "patch": op("Patch many labellings, all or nothing", &[], Some(json_body(r("BatchPatch"))),
+                    &[("204", "patched", None), ("400", "labelling_ids and labellings differ in length", err.clone()), ("404", "no such labelling", err.clone()), e422.clone()]),
+            },
+            "/api/labellings/{labelling_id}": {
+                "get": op("Read a labelling", &[path_param("labelling_id", Some("uuid"))], None,
+                    &[("200", "the labelling", Some(r("Labelling"))), ("404", "no such labelling", err.clone()), e422.clone()]),
+                "patch": op("Label or comment a spectrum", &[path_param("labelling_id", Some("uuid"))], Some(json_body(r("LabellingPatch"))),
+                    &[("200", "the labelling", Some(r("Labelling"))), ("404", "no such labelling", err.clone()), e422.clone()]),
+            },
             "/api/files/": {
                 "get": op("List a directory", &[parent.clone()], None, &[("200", "the listing", Some(r("Listing"))), ("404", "no such directory", err.clone()), e422.clone()]),
             },
@@ -120,6 +152,8 @@ pub fn build() -> Value {
 
 fn schemas() -> Value {
     let ts = json!({ "type": ["string", "null"], "format": "date-time" });
+    let nstr = json!({ "type": ["string", "null"] });
+    let nnum = json!({ "type": ["number", "null"] });
     json!({
         "Error": { "type": "object", "required": ["code", "message"], "properties": {
             "code": { "type": "string" }, "message": { "type": "string" }, "field": { "type": "string" }, "detail": { "type": "string" } } },
@@ -140,6 +174,30 @@ fn schemas() -> Value {
             "started_at": { "type": "string", "format": "date-time" }, "ended_at": { "type": "string", "format": "date-time" } } },
         "JobPage": { "type": "object", "properties": { "total": { "type": "integer" }, "offset": { "type": "integer" },
             "limit": { "type": "integer" }, "jobs": { "type": "array", "items": { "$ref": "#/components/schemas/Job" } } } },
+        "Spectrum": { "type": "object", "properties": {
+            "filename": { "type": "string" }, "targetname": nstr, "observed_at": nstr, "type": nstr, "subtype": nstr,
+            "ra": nnum, "dec": nnum, "magtype": nstr, "mag_1": nnum, "mag_2": nnum, "mag_3": nnum, "mag_4": nnum, "mag_5": nnum,
+            "mag_6": nnum, "mag_7": nnum, "sn_u": nnum, "sn_g": nnum, "sn_r": nnum, "sn_i": nnum, "sn_z": nnum, "z": nnum, "z_err": nnum,
+            "wave": { "type": "array", "items": { "type": "number" } }, "flux": { "type": "array", "items": { "type": ["number", "null"] } } } },
+        "SpectrumSet": { "type": "string", "enum": ["ORACLE", "PERFORMANCE_ESTIMATION", "CANDIDATE"] },
+        "NewLabelling": { "type": "object", "required": ["job_id", "spectrum_filename", "spectrum_set"], "properties": {
+            "job_id": { "type": "string", "format": "uuid" }, "spectrum_filename": { "type": "string", "minLength": 1, "maxLength": 255 },
+            "spectrum_set": { "$ref": "#/components/schemas/SpectrumSet" }, "sequence_iteration": { "type": "integer", "minimum": 0 },
+            "model_prediction": nstr, "user_label": nstr, "user_comment": nstr } },
+        "Labelling": { "type": "object", "properties": {
+            "labelling_id": { "type": "string", "format": "uuid" }, "job_id": { "type": "string", "format": "uuid" },
+            "spectrum_filename": { "type": "string" }, "spectrum_set": { "$ref": "#/components/schemas/SpectrumSet" },
+            "sequence_iteration": { "type": "integer" }, "model_prediction": nstr, "user_label": nstr, "user_comment": nstr } },
+        "LabellingPatch": { "type": "object", "properties": {
+            "user_label": { "type": "string", "maxLength": 100, "description": "\"\" clears" },
+            "user_comment": { "type": "string", "maxLength": 2000 }, "model_prediction": { "type": "string", "maxLength": 100 } } },
+        "BatchPatch": { "type": "object", "required": ["labelling_ids", "labellings"], "properties": {
+            "labelling_ids": { "type": "array", "items": { "type": "string", "format": "uuid" } },
+            "labellings": { "type": "array", "items": { "$ref": "#/components/schemas/LabellingPatch" } } } },
+        "ChainEntry": { "type": "object", "properties": {
+            "job_id": { "type": "string", "format": "uuid" }, "iteration": { "type": "integer" },
+            "phase": { "$ref": "#/components/schemas/Phase" }, "label": { "type": "string" },
+            "oracle_size": { "type": "integer" }, "labelled": { "type": "integer" }, "perf_estimate": nnum } },
         "Listing": { "type": "object", "properties": {
             "parent_dir_path": { "type": "string" }, "total": { "type": "integer" }, "file_count": { "type": "integer" },
             "directory_count": { "type": "integer" },

@@ -234,6 +234,7 @@ impl Registry {
                 Arc::new(crate::job_types::script::Script),
                 Arc::new(crate::job_types::preprocessing::Preprocessing),
                 Arc::new(crate::job_types::active_ml::ActiveMl),
+                Arc::new(crate::job_types::dim_reduction::DimReduction),
             ],
         }
     }

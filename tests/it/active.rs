@@ -660,3 +660,26 @@ async fn abort_during_training_stops_within_a_second_and_frees_the_gpu_slot(b: B
     app.wait_phase(&id(&waiting), "COMPLETED", Duration::from_secs(60))
         .await;
 }
+
+#[test]
+fn dim_reduction_plots_the_h5py_training_set() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = out.path().join("dim.json");
+    let config = json!({"data_path": fixtures().join("active_ml/training_data.h5"), "classes": ["other", "single peak", "double peak"]});
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let dir = out.path().join("dim");
+    let (code, err) = mljm_run(&[
+        "DIM_REDUCTION",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dim_reduc.json")).unwrap()).unwrap();
+    assert_eq!(doc["x"].as_array().unwrap().len(), 12);
+    assert_eq!(doc["labels"].as_array().unwrap().len(), 12);
+    let png = std::fs::read(dir.join("dim_reduc.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 5000);
+}

@@ -183,6 +183,15 @@ async fn the_openapi_document_names_every_endpoint(b: Backend) {
         ("/api/files/{filename}", "delete"),
         ("/api/files/directories/{dirname}", "post"),
         ("/api/files/directories/{dirname}", "delete"),
+        ("/api/jobs/{job_id}/continue", "post"),
+        ("/api/jobs/{job_id}/chain", "get"),
+        ("/api/spectra/{filename}", "get"),
+        ("/api/labellings/", "post"),
+        ("/api/labellings/", "get"),
+        ("/api/labellings/batch/", "post"),
+        ("/api/labellings/batch/", "patch"),
+        ("/api/labellings/{labelling_id}", "get"),
+        ("/api/labellings/{labelling_id}", "patch"),
     ];
     for (path, method) in expected {
         assert!(
