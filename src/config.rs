@@ -136,6 +136,7 @@ const NON_CONFIG_VARS: &[&str] = &[
     "MLJM_BENCH_RUNS",
     "MLJM_BENCH_DIR",
     "MLJM_REF_PYTHON",
+    "MLJM_BENCH_DEVICE",
 ];
 
 /// The flat names of the four flags, and `A__B` for any nested key.
