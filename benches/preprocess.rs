@@ -94,16 +94,18 @@ fn main() {
             )
         };
         let (cat1, cat2) = (cat("1"), cat("2"));
+        // The original's whole-range grid, for both pipelines.
+        let config = serde_json::json!({"data_dir_path": spectra, "wave_start_point": 3800, "wave_end_point": 9000, "wave_point_count": 600});
+        let cfg = out.path().join("prep.json");
+        std::fs::write(&cfg, config.to_string()).expect("writes");
         let mut walls = Vec::new();
         let mut peak: f64 = 0.0;
         for i in 0..runs {
             let dir = out.path().join(format!("run-{n}-{i}"));
             let (wall, rss) = measure(
                 Command::new(env!("CARGO_BIN_EXE_mljm"))
-                    .args(["run", "DATA_PREPROCESSING", "--data-dir"])
-                    .arg(&data)
-                    .arg("--config")
-                    .arg(data.join("files/prep_config.json"))
+                    .args(["run", "DATA_PREPROCESSING", "--config"])
+                    .arg(&cfg)
                     .arg("--out")
                     .arg(&dir),
             );
@@ -114,9 +116,6 @@ fn main() {
         let ours = median(walls);
         let (python, ratio) = match &reference {
             Some(py) if ref_script.exists() => {
-                let cfg = out.path().join("ref.json");
-                let config = serde_json::json!({"data_dir_path": spectra, "wave_start_point": 3800, "wave_end_point": 9000, "wave_point_count": 600});
-                std::fs::write(&cfg, config.to_string()).expect("writes");
                 let ref_runs = if n > 20_000 { 1 } else { runs };
                 let t = median(
                     (0..ref_runs)

@@ -164,7 +164,8 @@ fn schemas() -> Value {
             "phase": { "$ref": "#/components/schemas/Phase" }, "dir_path": { "type": "string" },
             "created_at": { "type": "string", "format": "date-time" }, "started_at": ts, "ended_at": ts,
             "execution_duration": { "type": ["number", "null"] }, "error": { "type": ["string", "null"] },
-            "parent_job_id": { "type": ["string", "null"], "format": "uuid" }, "config": { "type": ["object", "null"] } } },
+            "parent_job_id": { "type": ["string", "null"], "format": "uuid" }, "config": { "type": ["object", "null"] },
+            "metrics": { "type": "object", "description": "training metrics (metrics.json) of a job that trained a model" } } },
         "NewJob": { "type": "object", "required": ["type", "label"], "properties": {
             "type": { "type": "string", "example": "SCRIPT" }, "label": { "type": "string", "minLength": 1, "maxLength": 50 },
             "description": { "type": "string", "maxLength": 255 }, "config": { "type": "object" },

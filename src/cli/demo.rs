@@ -50,7 +50,9 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
         csv.push_str(&format!("{name},{label}\n"));
     }
     std::fs::write(files.join("labels.csv"), csv)?;
-    let prep = json!({"data_dir_path": "/", "wave_start_point": 3800, "wave_end_point": 9000, "wave_point_count": 600});
+    // The classes differ in the H-alpha profile, which a whole-range grid (3800–9000 Å in 600
+    // points, 8.7 Å apart) barely resolves: the demo resamples a 500 Å window around it.
+    let prep = json!({"data_dir_path": "/", "wave_start_point": 6300, "wave_end_point": 6800, "wave_point_count": 600});
     std::fs::write(
         files.join("prep_config.json"),
         serde_json::to_string_pretty(&prep)? + "\n",

@@ -221,6 +221,9 @@ pub struct JobView {
     pub error: Option<String>,
     pub parent_job_id: Option<Uuid>,
     pub config: Option<serde_json::Value>,
+    /// Training metrics of a job that trained a model (`metrics.json`), on a single job's read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<serde_json::Value>,
 }
 
 impl From<crate::db::entities::job::Model> for JobView {
@@ -239,6 +242,7 @@ impl From<crate::db::entities::job::Model> for JobView {
             error: m.error,
             parent_job_id: m.parent_job_id,
             config: m.config,
+            metrics: None,
         }
     }
 }

@@ -111,7 +111,16 @@ async fn find(state: &AppState, id: Uuid) -> Result<job::Model, ApiError> {
 }
 
 pub async fn get(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
-    Ok(find(state, id).await?.into())
+    let mut view: JobView = find(state, id).await?.into();
+    let metrics = state
+        .config
+        .files_root()
+        .join(view.dir_path.trim_start_matches('/'))
+        .join("metrics.json");
+    view.metrics = std::fs::read(metrics)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    Ok(view)
 }
 
 pub async fn edit(state: &AppState, id: Uuid, edit: JobEdit) -> Result<JobView, ApiError> {

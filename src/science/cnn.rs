@@ -10,7 +10,7 @@
 use std::{collections::HashMap, path::Path, sync::Mutex, time::Instant};
 
 use candle_core::{CpuStorage, DType, Device, InplaceOp2, Layout, Tensor, Var};
-use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rand_distr::{Distribution, Uniform};
 
 use super::{Cancel, Progress};
@@ -147,8 +147,12 @@ impl Cnn {
         &self.device
     }
 
-    /// Logits for a batch `x` of shape (B, points).
-    pub fn forward(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+    /// Logits for a batch `x` of shape (B, points); dropout (training) draws from `dropout`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mut dropout: Option<&mut StdRng>,
+    ) -> candle_core::Result<Tensor> {
         let b = x.dim(0)?;
         let mut h = x.reshape((b, self.points, 1))?;
         for (i, (_, w, bias)) in self.params[..6].iter().enumerate() {
@@ -175,12 +179,28 @@ impl Cnn {
                 .matmul(w.as_tensor())?
                 .broadcast_add(bias.as_tensor())?
                 .relu()?;
-            if train {
-                h = candle_nn::ops::dropout(&h, DROPOUT)?;
+            if let Some(rng) = dropout.as_deref_mut() {
+                h = self.dropout(&h, rng)?;
             }
         }
         let (_, w, bias) = &self.params[8];
         h.matmul(w.as_tensor())?.broadcast_add(bias.as_tensor())
+    }
+
+    /// Inverted dropout with a mask from our seeded generator (candle's CPU generator cannot
+    /// be seeded), so a training run is reproducible.
+    fn dropout(&self, h: &Tensor, rng: &mut StdRng) -> candle_core::Result<Tensor> {
+        let keep = 1.0 - DROPOUT;
+        let mask: Vec<f32> = (0..h.elem_count())
+            .map(|_| {
+                if rng.random::<f32>() < keep {
+                    1.0 / keep
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        h * Tensor::from_vec(mask, h.shape(), &self.device)?
     }
 
     fn snapshot(&self) -> candle_core::Result<Vec<Tensor>> {
@@ -241,7 +261,7 @@ impl Cnn {
                 return Err(CnnError::Cancelled);
             }
             let x = self.batch_tensor(chunk)?;
-            let p = candle_nn::ops::softmax_last_dim(&self.forward(&x, false)?)?;
+            let p = candle_nn::ops::softmax_last_dim(&self.forward(&x, None)?)?;
             out.extend(p.to_vec2::<f32>()?);
         }
         Ok(out)
@@ -336,7 +356,7 @@ pub fn train(
                 batch.len(),
                 &cnn.device,
             )?;
-            let loss = candle_nn::loss::cross_entropy(&cnn.forward(&x, true)?, &y)?;
+            let loss = candle_nn::loss::cross_entropy(&cnn.forward(&x, Some(&mut rng))?, &y)?;
             let grads = loss.backward()?;
             adam.step(cnn, &grads)?;
             total += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
