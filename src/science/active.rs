@@ -67,6 +67,13 @@ pub fn fit(
         report.best_loss,
         report.best_epoch
     ));
+    // ln(classes) is the loss of a model that learned nothing (uniform probabilities).
+    if report.best_loss > 0.9 * (classes as f64).ln() {
+        log(&format!(
+            "warning: the training loss stayed near that of an untrained model ({:.3}); a larger patience_train or more labelled spectra may help",
+            report.best_loss
+        ));
+    }
     Ok(Trained { cnn, report })
 }
 
