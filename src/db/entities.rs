@@ -38,7 +38,8 @@ pub mod job {
 pub mod labelling {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+    /// Also the API's view of a labelling (SPEC §5 field names).
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
     #[sea_orm(table_name = "labellings")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -51,6 +52,7 @@ pub mod labelling {
         pub user_label: Option<String>,
         pub user_comment: Option<String>,
         /// Order within the job's list (the job's own order, e.g. most uncertain first).
+        #[serde(skip)]
         pub position: i32,
     }
 

@@ -135,32 +135,8 @@ impl LabellingPatch {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LabellingView {
-    pub labelling_id: Uuid,
-    pub job_id: Uuid,
-    pub spectrum_filename: String,
-    pub spectrum_set: String,
-    pub sequence_iteration: i32,
-    pub model_prediction: Option<String>,
-    pub user_label: Option<String>,
-    pub user_comment: Option<String>,
-}
-
-impl From<labelling::Model> for LabellingView {
-    fn from(m: labelling::Model) -> Self {
-        LabellingView {
-            labelling_id: m.labelling_id,
-            job_id: m.job_id,
-            spectrum_filename: m.spectrum_filename,
-            spectrum_set: m.spectrum_set,
-            sequence_iteration: m.sequence_iteration,
-            model_prediction: m.model_prediction,
-            user_label: m.user_label,
-            user_comment: m.user_comment,
-        }
-    }
-}
+/// A labelling as the API shows it: the table row without its list position.
+pub type LabellingView = labelling::Model;
 
 #[cfg(test)]
 mod tests {

@@ -24,10 +24,13 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-fn mljm_run(args: &[&str]) -> (i32, String) {
+/// `mljm run TYPE --config CONFIG --out OUT --device cpu`: (exit status, stderr).
+fn mljm_run(job_type: &str, config: &Path, out: &Path) -> (i32, String) {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
-        .arg("run")
-        .args(args)
+        .args(["run", job_type, "--device", "cpu", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
         .output()
         .unwrap();
     (
@@ -56,15 +59,7 @@ const I64: TypeDescriptor = TypeDescriptor::Integer(IntSize::U8);
 fn the_originals_iteration_0_config_runs_unchanged() {
     let out = tempfile::tempdir().unwrap();
     let config = fixtures().join("active_ml/al_config_original.json");
-    let (code, err) = mljm_run(&[
-        "ACTIVE_ML",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out.path().to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let (code, err) = mljm_run("ACTIVE_ML", &config, &out.path());
     assert_eq!(code, 0, "{err}");
     let f = hdf5::File::open(out.path().join("result.h5")).unwrap();
     assert_eq!(descriptor(&f, "filenames"), TypeDescriptor::VarLenUnicode);
@@ -136,15 +131,7 @@ fn a_later_iteration_consumes_the_h5py_training_set_and_oracle_answers() {
     let cfg = out.path().join("al.json");
     std::fs::write(&cfg, config.to_string()).unwrap();
     let dir = out.path().join("it1");
-    let (code, err) = mljm_run(&[
-        "ACTIVE_ML",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    let (code, err) = mljm_run("ACTIVE_ML", &cfg, &dir);
     assert_eq!(code, 0, "{err}");
     let training = read_spectra(&fx.join("active_ml/training_data.h5")).unwrap();
     let oracle: Value =
@@ -668,13 +655,7 @@ fn dim_reduction_plots_the_h5py_training_set() {
     let config = json!({"data_path": fixtures().join("active_ml/training_data.h5"), "classes": ["other", "single peak", "double peak"]});
     std::fs::write(&cfg, config.to_string()).unwrap();
     let dir = out.path().join("dim");
-    let (code, err) = mljm_run(&[
-        "DIM_REDUCTION",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
+    let (code, err) = mljm_run("DIM_REDUCTION", &cfg, &dir);
     assert_eq!(code, 0, "{err}");
     let doc: Value =
         serde_json::from_slice(&std::fs::read(dir.join("dim_reduc.json")).unwrap()).unwrap();

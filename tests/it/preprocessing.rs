@@ -473,20 +473,16 @@ async fn a_data_dir_path_that_leaves_the_spectra_root_is_refused(b: Backend) {
 async fn mljm_run_reproduces_the_golden_fixture_from_the_originals_config() {
     let out = tempfile::tempdir().unwrap();
     let config = fixture().join("prep_config.json");
-    let run = |args: Vec<String>| {
+    let run = |job_type: &str, config: &Path, out: &Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
-            .arg("run")
-            .args(args)
+            .args(["run", job_type, "--config"])
+            .arg(config)
+            .arg("--out")
+            .arg(out)
             .output()
             .unwrap()
     };
-    let o = run(vec![
-        "DATA_PREPROCESSING".into(),
-        "--config".into(),
-        config.display().to_string(),
-        "--out".into(),
-        out.path().display().to_string(),
-    ]);
+    let o = run("DATA_PREPROCESSING", &config, &out.path());
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
@@ -539,35 +535,17 @@ async fn mljm_run_reproduces_the_golden_fixture_from_the_originals_config() {
     // Bad usage is exit status 2 with the field named; a failed run is 1 with the reason.
     let bad_cfg = out.path().join("bad.json");
     std::fs::write(&bad_cfg, r#"{"data_dir_path": ".", "wave_start_point": 9000, "wave_end_point": 3800, "wave_point_count": 600}"#).unwrap();
-    let o = run(vec![
-        "DATA_PREPROCESSING".into(),
-        "--config".into(),
-        bad_cfg.display().to_string(),
-        "--out".into(),
-        out.path().join("b").display().to_string(),
-    ]);
+    let o = run("DATA_PREPROCESSING", &bad_cfg, &out.path().join("b"));
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("wave_end_point"));
-    let o = run(vec![
-        "NO_SUCH_TYPE".into(),
-        "--config".into(),
-        bad_cfg.display().to_string(),
-        "--out".into(),
-        "x".into(),
-    ]);
+    let o = run("NO_SUCH_TYPE", &bad_cfg, Path::new("x"));
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("DATA_PREPROCESSING"));
     let empty = tempfile::tempdir().unwrap();
     let cfg = empty.path().join("prep.json");
     std::fs::write(&cfg, prep_config("nothing-here").to_string()).unwrap();
     std::fs::create_dir(empty.path().join("nothing-here")).unwrap();
-    let o = run(vec![
-        "DATA_PREPROCESSING".into(),
-        "--config".into(),
-        cfg.display().to_string(),
-        "--out".into(),
-        empty.path().join("o").display().to_string(),
-    ]);
+    let o = run("DATA_PREPROCESSING", &cfg, &empty.path().join("o"));
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no .fits or .fits.gz files under"));
 }
