@@ -319,7 +319,10 @@ fn run_iteration(
     if remaining.is_empty() {
         bail!("All data from pool is in training data");
     }
-    let pool = pool.select(&remaining);
+    let mut pool = pool.select(&remaining);
+    // A pool that is an earlier iteration's result.h5 carries that model's predicted labels;
+    // this iteration writes its own.
+    pool.labels = None;
     let earlier: Vec<Value> = match resolve(ctx, cfg, "perf_est_list_path")? {
         Some(p) => serde_json::from_slice(
             &std::fs::read(&p)

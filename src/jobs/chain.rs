@@ -19,6 +19,7 @@ use crate::{
     error::ApiError,
     job_types::active_ml::{AlConfig, OracleData},
     labellings::{model::LabellingView, service as labellings},
+    worker::registry::{Paths, Root},
 };
 
 fn job_dir(state: &AppState, job: &JobView) -> PathBuf {
@@ -121,10 +122,21 @@ pub async fn continue_job(
         "oracle_data.json",
         &serde_json::to_value(&answers).map_err(anyhow::Error::from)?,
     )?;
-    let mut estimates: Vec<Value> = std::fs::read(dir.join("perf_est_list.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    // The earlier estimates come from the list this iteration was given, so a repeated
+    // continue (after a failed create) does not append the estimate twice.
+    let paths = Paths::Server {
+        spectra: state.config.spectra_root(),
+        files: state.config.files_root(),
+    };
+    let mut estimates: Vec<Value> = match cfg.perf_est_list_path.trim() {
+        "" => Vec::new(),
+        p => paths
+            .resolve(Root::Files, "perf_est_list_path", p)
+            .ok()
+            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default(),
+    };
     if let Some(p) = perf_estimate(&list, &cfg) {
         estimates.push(Value::from(p));
     }

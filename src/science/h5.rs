@@ -92,11 +92,14 @@ impl SpectraWriter {
 
     /// An extra one-dimensional dataset (`labels`, `oracle_indexes`, …) beside the spectra.
     pub fn add<T: hdf5::H5Type>(&self, name: &str, values: &[T]) -> hdf5::Result<()> {
-        self.file
+        let named = |e: hdf5::Error| hdf5::Error::from(format!("dataset {name}: {e}"));
+        let ds = self
+            .file
             .new_dataset::<T>()
             .shape(values.len())
-            .create(name)?
-            .write(values)
+            .create(name)
+            .map_err(named)?;
+        ds.write(values).map_err(named)
     }
 
     /// Writes what is buffered and closes the file; returns the number of rows.

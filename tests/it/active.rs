@@ -592,6 +592,37 @@ async fn a_labelled_iteration_continues_into_the_next(b: Backend) {
     );
     assert_eq!(chain[1]["iteration"], 1);
     assert_eq!(chain[1]["oracle_size"], 8);
+
+    // Iteration 1 → 2 without answers (allow_partial): iteration 2 gets the list of earlier
+    // estimates that it needs, and a repeated continue is refused.
+    let second = id(&next);
+    assert_eq!(
+        app.post(&format!("/api/jobs/{second}/continue"))
+            .await
+            .status(),
+        409
+    );
+    let resp = app
+        .post(&format!("/api/jobs/{second}/continue?allow_partial=true"))
+        .await;
+    assert_eq!(resp.status(), 202, "{:?}", resp.text().await);
+    let third: Value = resp.json().await.unwrap();
+    assert_eq!(third["config"]["iteration"], 2);
+    assert!(
+        third["config"]["perf_est_list_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("perf_est_list.json")
+    );
+    app.wait_phase(&id(&third), "COMPLETED", Duration::from_secs(120))
+        .await;
+    let chain: Vec<Value> = app
+        .get(&format!("/api/jobs/{jid}/chain"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chain.len(), 3);
 }
 
 async fn abort_during_training_stops_within_a_second_and_frees_the_gpu_slot(b: Backend) {
