@@ -58,12 +58,14 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
         serde_json::to_string_pretty(&prep)? + "\n",
     )?;
     // The original's iteration-0 format; its pool is where the commands below put the result.
+    // Patience 20 rather than 10: on these classes training can sit for a dozen epochs on a
+    // plateau (single and double peaks not yet told apart) before it drops.
     let al = json!({
         "iteration": 0, "training_data_path": "", "pool_data_path": "/demo/result.h5",
         "training_data_to_add_path": "", "oracle_data_to_add_path": "",
         "classes": demo::CLASSES, "candidate_classes": ["single peak", "double peak"],
         "oracle_batch_size": 50, "perf_est_batch_size": 10, "show_candidates": false, "save_model": false,
-        "min_delta_train": 1e-3, "patience_train": 10, "batch_size_train": 64, "epochs_train": 1000,
+        "min_delta_train": 1e-3, "patience_train": 20, "batch_size_train": 64, "epochs_train": 1000,
         "batch_size_predict": 16384, "perf_est_list_path": ""
     });
     std::fs::write(
@@ -95,7 +97,7 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
     );
     println!("the whole loop, answered from the labels:");
     println!(
-        "  mljm simulate-al --pool {d}/files/demo/result.h5 --labels {d}/files/labels.csv --classes '{}' --iterations 3 --oracle-batch 50 --out simulation",
+        "  mljm simulate-al --pool {d}/files/demo/result.h5 --labels {d}/files/labels.csv --classes '{}' --iterations 3 --oracle-batch 50 --patience 20 --out simulation",
         demo::CLASSES.join(",")
     );
     Ok(())
