@@ -26,7 +26,17 @@ impl SpectraWriter {
     pub fn create(path: &Path, wave: &[f64]) -> hdf5::Result<SpectraWriter> {
         let points = wave.len();
         let chunk_rows = (CHUNK_BYTES / (points.max(1) * 8)).clamp(1, 4096);
-        let file = File::create(path)?;
+        // HDF5's metadata cache may grow to 32 MiB as chunks and string-heap blocks accumulate;
+        // a small cap keeps a survey-sized file's memory flat (its entries are written out).
+        let cache = hdf5::plist::file_access::MetadataCacheConfig {
+            initial_size: 1 << 20,
+            min_size: 1 << 20,
+            max_size: 2 << 20,
+            ..Default::default()
+        };
+        let file = File::with_options()
+            .with_fapl(|p| p.mdc_config(&cache))
+            .create(path)?;
         file.new_dataset::<f64>()
             .shape(points)
             .create("wave")?
