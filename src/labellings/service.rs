@@ -52,7 +52,7 @@ pub async fn create(db: &DatabaseConnection, new: NewLabelling) -> Result<Labell
 
 /// One INSERT for the whole list; positions follow the list's order.
 pub async fn create_batch(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     list: Vec<NewLabelling>,
 ) -> Result<usize, ApiError> {
     if list.is_empty() {
@@ -72,6 +72,23 @@ pub async fn create_batch(
     require_jobs(db, &list.iter().map(|l| l.job_id).collect()).await?;
     let n = models.len();
     labelling::Entity::insert_many(models).exec(db).await?;
+    Ok(n)
+}
+
+/// A job's labellings become exactly `list` (a job run again replaces those of its earlier
+/// attempt), in one transaction.
+pub async fn replace_for_job(
+    db: &DatabaseConnection,
+    job_id: Uuid,
+    list: Vec<NewLabelling>,
+) -> Result<usize, ApiError> {
+    let txn = db.begin().await?;
+    labelling::Entity::delete_many()
+        .filter(C::JobId.eq(job_id))
+        .exec(&txn)
+        .await?;
+    let n = create_batch(&txn, list).await?;
+    txn.commit().await?;
     Ok(n)
 }
 

@@ -468,11 +468,13 @@ fn write(
     let mut last_line = started;
     for batch in rx {
         for (path, row) in batch {
-            let file = path
-                .strip_prefix(&opts.data_dir)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .into_owned();
+            // The path as the user sees it, only for files that are reported.
+            let file = || {
+                path.strip_prefix(&opts.data_dir)
+                    .unwrap_or(&path)
+                    .to_string_lossy()
+                    .into_owned()
+            };
             let row = row.and_then(|row| match first_seen.get(&name_key(&row.filename)) {
                 Some(first) => Err(format!(
                     "duplicate FILENAME {}: an earlier file has it (row {first} of result.h5)",
@@ -482,15 +484,19 @@ fn write(
             });
             match row {
                 Ok(row) => {
-                    if row.dropped > 0 {
-                        written.dropped_pixels += row.dropped as u64;
-                    }
+                    written.dropped_pixels += row.dropped as u64;
                     out.push(&row.filename, &row.flux).map_err(h5_err)?;
                     first_seen.insert(name_key(&row.filename), written.spectra);
                     written.spectra += 1;
                 }
-                Err(reason) if opts.strict => return Err(PreprocessError::Strict { file, reason }),
+                Err(reason) if opts.strict => {
+                    return Err(PreprocessError::Strict {
+                        file: file(),
+                        reason,
+                    });
+                }
                 Err(reason) => {
+                    let file = file();
                     log(&format!("skipped {file}: {reason}"));
                     written.skipped.push(Skipped { file, reason });
                 }

@@ -257,13 +257,7 @@ impl Runtime {
                 user_comment: None,
             })
             .collect();
-        use sea_orm::{ColumnTrait, QueryFilter};
-        crate::db::entities::labelling::Entity::delete_many()
-            .filter(crate::db::entities::labelling::Column::JobId.eq(job.job_id))
-            .exec(self.db())
-            .await
-            .map_err(|e| format!("cannot replace the labellings: {e}"))?;
-        service::create_batch(self.db(), list)
+        service::replace_for_job(self.db(), job.job_id, list)
             .await
             .map(|_| ())
             .map_err(|e| format!("cannot create the labellings: {e}"))

@@ -11,7 +11,7 @@ use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use mljm::science::h5::{SpectraWriter, read_spectra};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, id, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, h5_type, id, spawn_app, spawn_app_with};
 
 crate::on_both_backends!(
     the_error_paths_of_spec_6_end_in_error_with_their_message,
@@ -39,15 +39,6 @@ fn mljm_run(job_type: &str, config: &Path, out: &Path) -> (i32, String) {
     )
 }
 
-fn descriptor(f: &hdf5::File, name: &str) -> TypeDescriptor {
-    f.dataset(name)
-        .unwrap()
-        .dtype()
-        .unwrap()
-        .to_descriptor()
-        .unwrap()
-}
-
 fn shape(f: &hdf5::File, name: &str) -> Vec<usize> {
     f.dataset(name).unwrap().shape()
 }
@@ -62,21 +53,15 @@ fn the_originals_iteration_0_config_runs_unchanged() {
     let (code, err) = mljm_run("ACTIVE_ML", &config, &out.path());
     assert_eq!(code, 0, "{err}");
     let f = hdf5::File::open(out.path().join("result.h5")).unwrap();
-    assert_eq!(descriptor(&f, "filenames"), TypeDescriptor::VarLenUnicode);
+    assert_eq!(h5_type(&f, "filenames"), TypeDescriptor::VarLenUnicode);
     assert_eq!(
-        (descriptor(&f, "fluxes"), shape(&f, "fluxes")),
+        (h5_type(&f, "fluxes"), shape(&f, "fluxes")),
         (F64, vec![26, 600])
     );
-    assert_eq!(
-        (descriptor(&f, "wave"), shape(&f, "wave")),
-        (F64, vec![600])
-    );
+    assert_eq!((h5_type(&f, "wave"), shape(&f, "wave")), (F64, vec![600]));
     // oracle_batch_size 100 on a pool of 26: the whole pool, in its order.
     assert_eq!(
-        (
-            descriptor(&f, "oracle_indexes"),
-            shape(&f, "oracle_indexes")
-        ),
+        (h5_type(&f, "oracle_indexes"), shape(&f, "oracle_indexes")),
         (I64, vec![26])
     );
     let prep: Value =
@@ -140,7 +125,7 @@ fn a_later_iteration_consumes_the_h5py_training_set_and_oracle_answers() {
     let n_train = training.len() + oracle["filenames"].as_array().unwrap().len();
     let t = hdf5::File::open(dir.join("training_data.h5")).unwrap();
     assert_eq!(
-        (descriptor(&t, "labels"), shape(&t, "labels")),
+        (h5_type(&t, "labels"), shape(&t, "labels")),
         (I64, vec![n_train])
     );
     assert_eq!(shape(&t, "fluxes"), vec![n_train, 600]);
@@ -152,16 +137,16 @@ fn a_later_iteration_consumes_the_h5py_training_set_and_oracle_answers() {
         "the pool without the training spectra"
     );
     assert_eq!(
-        (descriptor(&f, "labels"), shape(&f, "labels")),
+        (h5_type(&f, "labels"), shape(&f, "labels")),
         (I64, vec![pool])
     );
     assert_eq!(
-        (descriptor(&f, "entropies"), shape(&f, "entropies")),
+        (h5_type(&f, "entropies"), shape(&f, "entropies")),
         (F64, vec![pool])
     );
     assert_eq!(shape(&f, "oracle_indexes"), vec![3]);
-    assert_eq!(descriptor(&f, "perf_est_indexes"), I64);
-    assert_eq!(descriptor(&f, "candidate_indexes"), I64);
+    assert_eq!(h5_type(&f, "perf_est_indexes"), I64);
+    assert_eq!(h5_type(&f, "candidate_indexes"), I64);
     let dim: Value =
         serde_json::from_slice(&std::fs::read(dir.join("dim_reduc.json")).unwrap()).unwrap();
     assert_eq!(dim["x"].as_array().unwrap().len(), n_train);
@@ -225,12 +210,7 @@ fn al_config(iteration: u64) -> Value {
 }
 
 async fn create_al(app: &TestApp, config: &Value) -> Value {
-    let resp = app
-        .post_json(
-            "/api/jobs/",
-            &json!({"type": "ACTIVE_ML", "label": "al", "config": config}),
-        )
-        .await;
+    let resp = app.post_job("ACTIVE_ML", &config).await;
     assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
     resp.json().await.unwrap()
 }
@@ -288,21 +268,11 @@ async fn the_error_paths_of_spec_6_end_in_error_with_their_message(b: Backend) {
     // A path out of the files root is refused at create.
     let mut escape = cfg.clone();
     escape["training_data_path"] = json!("/../spectra/x.h5");
-    let resp = app
-        .post_json(
-            "/api/jobs/",
-            &json!({"type": "ACTIVE_ML", "label": "x", "config": escape}),
-        )
-        .await;
+    let resp = app.post_job("ACTIVE_ML", &escape).await;
     assert_eq!(resp.status(), 422);
     let mut bad = cfg.clone();
     bad["candidate_classes"] = json!(["emission"]);
-    let resp = app
-        .post_json(
-            "/api/jobs/",
-            &json!({"type": "ACTIVE_ML", "label": "x", "config": bad}),
-        )
-        .await;
+    let resp = app.post_job("ACTIVE_ML", &bad).await;
     assert_eq!(resp.status(), 422);
     assert_eq!(
         resp.json::<Value>().await.unwrap()["field"],

@@ -174,6 +174,15 @@ impl TestApp {
         self.api.delete(self.url(path)).send().await.unwrap()
     }
 
+    /// `POST /api/jobs/` of a `job_type` job with `config`, whatever the answer.
+    pub async fn post_job(&self, job_type: &str, config: &Value) -> reqwest::Response {
+        self.post_json(
+            "/api/jobs/",
+            &json!({"type": job_type, "label": job_type.to_lowercase(), "config": config}),
+        )
+        .await
+    }
+
     /// Creates a SCRIPT job running `sh -c script`; returns its JSON.
     pub async fn create_script(&self, label: &str, script: &str) -> Value {
         let resp = self
@@ -268,4 +277,14 @@ pub fn process_alive(pid: i32) -> bool {
             .starts_with('Z'),
         Err(_) => false,
     }
+}
+
+/// The HDF5 type of dataset `name`, as h5py would report its dtype.
+pub fn h5_type(file: &hdf5::File, name: &str) -> hdf5::types::TypeDescriptor {
+    file.dataset(name)
+        .unwrap()
+        .dtype()
+        .unwrap()
+        .to_descriptor()
+        .unwrap()
 }

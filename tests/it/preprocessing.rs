@@ -45,12 +45,7 @@ fn prep_config(data_dir_path: &str) -> Value {
 }
 
 async fn create_prep(app: &TestApp, config: Value) -> Value {
-    let resp = app
-        .post_json(
-            "/api/jobs/",
-            &json!({"type": "DATA_PREPROCESSING", "label": "prep", "config": config}),
-        )
-        .await;
+    let resp = app.post_job("DATA_PREPROCESSING", &config).await;
     assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
     resp.json().await.unwrap()
 }
@@ -422,12 +417,7 @@ async fn abort_in_the_middle_of_10000_files_stops_within_a_second(b: Backend) {
 async fn a_data_dir_path_that_leaves_the_spectra_root_is_refused(b: Backend) {
     let app = spawn_app(b).await;
     for bad in ["/../files", "../..", "/F1/../../etc"] {
-        let resp = app
-            .post_json(
-                "/api/jobs/",
-                &json!({"type": "DATA_PREPROCESSING", "label": "x", "config": prep_config(bad)}),
-            )
-            .await;
+        let resp = app.post_job("DATA_PREPROCESSING", &prep_config(bad)).await;
         assert_eq!(resp.status(), 422, "{bad}");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["field"], "config.data_dir_path");
@@ -441,12 +431,7 @@ async fn a_data_dir_path_that_leaves_the_spectra_root_is_refused(b: Backend) {
     }
     let mut config = prep_config("/");
     config["wave_point_count"] = json!(100_001);
-    let resp = app
-        .post_json(
-            "/api/jobs/",
-            &json!({"type": "DATA_PREPROCESSING", "label": "x", "config": config}),
-        )
-        .await;
+    let resp = app.post_job("DATA_PREPROCESSING", &config).await;
     assert_eq!(resp.status(), 422);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["field"], "config.wave_point_count");
@@ -504,30 +489,15 @@ async fn mljm_run_reproduces_the_golden_fixture_from_the_originals_config() {
     let f = hdf5::File::open(out.path().join("result.h5")).unwrap();
     use hdf5::types::{FloatSize, TypeDescriptor};
     assert_eq!(
-        f.dataset("fluxes")
-            .unwrap()
-            .dtype()
-            .unwrap()
-            .to_descriptor()
-            .unwrap(),
+        crate::helpers::h5_type(&f, "fluxes"),
         TypeDescriptor::Float(FloatSize::U8)
     );
     assert_eq!(
-        f.dataset("wave")
-            .unwrap()
-            .dtype()
-            .unwrap()
-            .to_descriptor()
-            .unwrap(),
+        crate::helpers::h5_type(&f, "wave"),
         TypeDescriptor::Float(FloatSize::U8)
     );
     assert_eq!(
-        f.dataset("filenames")
-            .unwrap()
-            .dtype()
-            .unwrap()
-            .to_descriptor()
-            .unwrap(),
+        crate::helpers::h5_type(&f, "filenames"),
         TypeDescriptor::VarLenUnicode
     );
     assert_eq!(f.dataset("fluxes").unwrap().shape(), vec![26, 600]);
