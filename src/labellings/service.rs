@@ -47,7 +47,7 @@ pub async fn create(db: &DatabaseConnection, new: NewLabelling) -> Result<Labell
     let set = new.check()?;
     require_jobs(db, &HashSet::from([new.job_id])).await?;
     let model = active(new, set, 0).insert(db).await?;
-    Ok(model.into())
+    Ok(model)
 }
 
 /// One INSERT for the whole list; positions follow the list's order.
@@ -95,9 +95,7 @@ pub async fn replace_for_job(
 pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<LabellingView, ApiError> {
     labelling::Entity::find_by_id(id)
         .one(db)
-        .await?
-        .map(Into::into)
-        .ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))
+        .await?.ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))
 }
 
 fn apply(model: labelling::Model, patch: &LabellingPatch) -> labelling::ActiveModel {
@@ -125,7 +123,7 @@ pub async fn patch(
         .one(db)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))?;
-    Ok(apply(model, &patch).update(db).await?.into())
+    Ok(apply(model, &patch).update(db).await?)
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,5 +168,5 @@ pub async fn list(db: &impl ConnectionTrait, job_id: Uuid) -> Result<Vec<Labelli
             .then(a.position.cmp(&b.position))
             .then(a.labelling_id.cmp(&b.labelling_id))
     });
-    Ok(rows.into_iter().map(Into::into).collect())
+    Ok(rows.into_iter().collect())
 }

@@ -379,15 +379,14 @@ fn walk(root: &Path, tx: SyncSender<Vec<Found>>, cancel: &Cancel) {
     let mut batch = Vec::with_capacity(BATCH);
     for found in SortedWalk::new(root) {
         batch.push(found);
-        if batch.len() == BATCH {
-            if cancel.is_cancelled()
+        if batch.len() == BATCH
+            && (cancel.is_cancelled()
                 || tx
                     .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                    .is_err()
+                    .is_err())
             {
                 return;
             }
-        }
     }
     if !batch.is_empty() {
         let _ = tx.send(batch);

@@ -50,7 +50,7 @@ const I64: TypeDescriptor = TypeDescriptor::Integer(IntSize::U8);
 fn the_originals_iteration_0_config_runs_unchanged() {
     let out = tempfile::tempdir().unwrap();
     let config = fixtures().join("active_ml/al_config_original.json");
-    let (code, err) = mljm_run("ACTIVE_ML", &config, &out.path());
+    let (code, err) = mljm_run("ACTIVE_ML", &config, out.path());
     assert_eq!(code, 0, "{err}");
     let f = hdf5::File::open(out.path().join("result.h5")).unwrap();
     assert_eq!(h5_type(&f, "filenames"), TypeDescriptor::VarLenUnicode);
@@ -210,7 +210,7 @@ fn al_config(iteration: u64) -> Value {
 }
 
 async fn create_al(app: &TestApp, config: &Value) -> Value {
-    let resp = app.post_job("ACTIVE_ML", &config).await;
+    let resp = app.post_job("ACTIVE_ML", config).await;
     assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
     resp.json().await.unwrap()
 }

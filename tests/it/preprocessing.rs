@@ -467,7 +467,7 @@ async fn mljm_run_reproduces_the_golden_fixture_from_the_originals_config() {
             .output()
             .unwrap()
     };
-    let o = run("DATA_PREPROCESSING", &config, &out.path());
+    let o = run("DATA_PREPROCESSING", &config, out.path());
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(

@@ -125,8 +125,7 @@ async fn two_worker_processes_and_serve_run_thirty_jobs_exactly_once(b: Backend)
                 .unwrap()
                 .unwrap();
             row.worker_id
-                .unwrap()
-                .rsplitn(3, ':')
+                .unwrap().rsplit(':')
                 .nth(1)
                 .unwrap()
                 .to_string()
