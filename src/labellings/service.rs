@@ -95,7 +95,8 @@ pub async fn replace_for_job(
 pub async fn get(db: &DatabaseConnection, id: Uuid) -> Result<LabellingView, ApiError> {
     labelling::Entity::find_by_id(id)
         .one(db)
-        .await?.ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))
 }
 
 fn apply(model: labelling::Model, patch: &LabellingPatch) -> labelling::ActiveModel {

@@ -100,6 +100,44 @@ impl SpectraWriter {
         Ok(())
     }
 
+    /// Drops `rows` (sorted, unique, all written), moving the later rows up block by block.
+    pub fn remove_rows(&mut self, rows: &[u64]) -> hdf5::Result<()> {
+        self.flush()?;
+        let Some(&first) = rows.first() else {
+            return Ok(());
+        };
+        let mut removed = rows.iter().map(|&r| r as usize).peekable();
+        let (mut start, mut dst) = (first as usize, first as usize);
+        while start < self.rows {
+            let end = (start + self.chunk_rows).min(self.rows);
+            let fluxes: Array2<f64> = self.fluxes.read_slice_2d(s![start..end, ..])?;
+            let names = self
+                .filenames
+                .read_slice_1d::<VarLenUnicode, _>(s![start..end])?;
+            for i in start..end {
+                if removed.next_if_eq(&i).is_none() {
+                    self.names.push(names[i - start].clone());
+                    self.buffer.extend(fluxes.row(i - start).iter());
+                }
+            }
+            let kept = self.names.len();
+            if kept > 0 {
+                let block = ArrayView2::from_shape((kept, self.points), &self.buffer)
+                    .map_err(|e| hdf5::Error::from(e.to_string()))?;
+                self.fluxes.write_slice(block, s![dst..dst + kept, ..])?;
+                self.filenames
+                    .write_slice(&self.names, s![dst..dst + kept])?;
+            }
+            dst += kept;
+            self.names.clear();
+            self.buffer.clear();
+            start = end;
+        }
+        self.rows = dst;
+        self.fluxes.resize((dst, self.points))?;
+        self.filenames.resize(dst)
+    }
+
     /// An extra one-dimensional dataset (`labels`, `oracle_indexes`, …) beside the spectra.
     pub fn add<T: hdf5::H5Type>(&self, name: &str, values: &[T]) -> hdf5::Result<()> {
         let named = |e: hdf5::Error| hdf5::Error::from(format!("dataset {name}: {e}"));

@@ -6,6 +6,7 @@ pub mod cnn;
 pub mod demo;
 pub mod fits;
 pub mod h5;
+pub mod names;
 pub mod plot;
 pub mod preprocess;
 pub mod selection;

@@ -8,7 +8,7 @@
 //! next batch is computed. Memory holds a few batches, whatever the number of files.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     path::{Path, PathBuf},
     sync::mpsc::{Receiver, SyncSender, sync_channel},
     time::{Duration, Instant},
@@ -20,6 +20,7 @@ use super::{
     Cancel, Progress,
     fits::{self, SpectrumError},
     h5::SpectraWriter,
+    names::{Duplicate, NameLog},
 };
 
 /// Files read per parallel batch: large enough to keep every core busy, small enough that
@@ -384,9 +385,9 @@ fn walk(root: &Path, tx: SyncSender<Vec<Found>>, cancel: &Cancel) {
                 || tx
                     .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
                     .is_err())
-            {
-                return;
-            }
+        {
+            return;
+        }
     }
     if !batch.is_empty() {
         let _ = tx.send(batch);
@@ -430,12 +431,6 @@ fn read_and_resample(path: &Path, grid: &[f64]) -> Result<Row, String> {
         .map_err(|e| e.to_string())
 }
 
-fn name_key(name: &str) -> u128 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let h = |salt: u8| BuildHasherDefault::<DefaultHasher>::default().hash_one((salt, name));
-    ((h(1) as u128) << 64) | h(2) as u128
-}
-
 struct Written {
     files: usize,
     spectra: usize,
@@ -455,8 +450,14 @@ fn write(
         message: e.to_string(),
     };
     let mut out = SpectraWriter::create(partial, &opts.grid).map_err(h5_err)?;
-    // FILENAME → its row, keyed by a 128-bit hash so memory stays ~40 bytes per spectrum.
-    let mut first_seen: HashMap<u128, usize> = HashMap::new();
+    let dir = partial.parent().unwrap_or(Path::new("."));
+    let log_err = |e: std::io::Error| PreprocessError::Output {
+        path: dir.to_path_buf(),
+        message: format!("the duplicate-name log: {e}"),
+    };
+    // Duplicate FILENAMEs are found at the end (or at a strict run's first bad file) from a
+    // log on disk, so memory does not grow with the survey.
+    let mut names = NameLog::new(dir).map_err(log_err)?;
     let mut written = Written {
         files: 0,
         spectra: 0,
@@ -474,25 +475,21 @@ fn write(
                     .to_string_lossy()
                     .into_owned()
             };
-            let row = row.and_then(|row| match first_seen.get(&name_key(&row.filename)) {
-                Some(first) => Err(format!(
-                    "duplicate FILENAME {}: an earlier file has it (row {first} of result.h5)",
-                    row.filename
-                )),
-                None => Ok(row),
-            });
             match row {
                 Ok(row) => {
                     written.dropped_pixels += row.dropped as u64;
                     out.push(&row.filename, &row.flux).map_err(h5_err)?;
-                    first_seen.insert(name_key(&row.filename), written.spectra);
+                    names.push(&row.filename, &file()).map_err(log_err)?;
                     written.spectra += 1;
                 }
                 Err(reason) if opts.strict => {
-                    return Err(PreprocessError::Strict {
-                        file: file(),
-                        reason,
-                    });
+                    // A duplicate among the earlier rows is the first bad file.
+                    let dups = names.duplicates().map_err(log_err)?;
+                    let (file, reason) = match dups.first() {
+                        Some(d) => (d.path.clone(), duplicate_reason(d, &dups)),
+                        None => (file(), reason),
+                    };
+                    return Err(PreprocessError::Strict { file, reason });
                 }
                 Err(reason) => {
                     let file = file();
@@ -512,9 +509,43 @@ fn write(
             ));
         }
     }
+    let dups = names.duplicates().map_err(log_err)?;
+    if let Some(d) = dups.first().filter(|_| opts.strict) {
+        return Err(PreprocessError::Strict {
+            file: d.path.clone(),
+            reason: duplicate_reason(d, &dups),
+        });
+    }
+    if !dups.is_empty() {
+        let rows: Vec<u64> = dups.iter().map(|d| d.row).collect();
+        out.remove_rows(&rows).map_err(h5_err)?;
+        for d in &dups {
+            let reason = duplicate_reason(d, &dups);
+            log(&format!("skipped {}: {reason}", d.path));
+            written.skipped.push(Skipped {
+                file: d.path.clone(),
+                reason,
+            });
+        }
+        written.spectra -= dups.len();
+        // In the walk's order, as if each had been found in turn.
+        written
+            .skipped
+            .sort_by(|a, b| Path::new(&a.file).cmp(Path::new(&b.file)));
+    }
     out.finish().map_err(h5_err)?;
     written.files = done;
     Ok(written)
+}
+
+/// Why a duplicate is skipped, naming the row the first file has in the final `result.h5`.
+fn duplicate_reason(d: &Duplicate, all: &[Duplicate]) -> String {
+    let before = all.partition_point(|o| o.row < d.first_row) as u64;
+    format!(
+        "duplicate FILENAME {}: an earlier file has it (row {} of result.h5)",
+        d.filename,
+        d.first_row - before
+    )
 }
 
 #[cfg(test)]
@@ -593,5 +624,84 @@ mod tests {
                 "bad c.fits (is a directory, not a FITS file)"
             ]
         );
+    }
+
+    #[test]
+    fn a_later_duplicate_filename_is_skipped_and_the_rows_after_it_move_up() {
+        use crate::science::{demo, fits::write_spectrum, h5::read_spectra};
+        let dir = tempfile::tempdir().unwrap();
+        let spectra: Vec<_> = (0..8).map(|i| demo::synthetic(3, i)).collect();
+        let write_all = |data: &Path, skip_dups: bool| {
+            std::fs::create_dir_all(data).unwrap();
+            for (i, s) in spectra.iter().enumerate() {
+                let mut header = s.header.clone();
+                // Files 2 and 5 carry the FILENAMEs of files 0 and 3.
+                match i {
+                    2 | 5 if skip_dups => continue,
+                    2 | 5 => header.filename = Some(spectra[i - 2].filename.clone()),
+                    _ => {}
+                }
+                write_spectrum(&data.join(format!("f{i}.fits")), &header, &s.rows).unwrap();
+            }
+        };
+        let run = |data: &Path, out: &Path, strict: bool| {
+            std::fs::create_dir_all(out).unwrap();
+            let opts = Options {
+                data_dir: data.to_path_buf(),
+                grid: linspace(4000.0, 8000.0, 50),
+                strict,
+            };
+            preprocess(&opts, out, &Cancel::new(), &Progress::new(), &|_| {})
+        };
+        let (with, without) = (dir.path().join("with"), dir.path().join("without"));
+        write_all(&with, false);
+        write_all(&without, true);
+        let report = run(&with, &dir.path().join("a"), false).unwrap();
+        assert_eq!((report.files, report.spectra, report.skipped), (8, 6, 2));
+        run(&without, &dir.path().join("b"), false).unwrap();
+        let got = read_spectra(&dir.path().join("a/result.h5")).unwrap();
+        let expected = read_spectra(&dir.path().join("b/result.h5")).unwrap();
+        let names: Vec<&str> = [0, 1, 3, 4, 6, 7]
+            .iter()
+            .map(|&i| spectra[i].filename.as_str())
+            .collect();
+        assert_eq!(got.filenames, names);
+        assert_eq!(got, expected, "as if the duplicates had never been there");
+        let skipped: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("a/skipped.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(skipped[0]["file"], "f2.fits");
+        assert_eq!(skipped[1]["file"], "f5.fits");
+        // Rows of the first holders in the final file: f0 is row 0, f3 is row 2.
+        assert!(
+            skipped[0]["reason"]
+                .as_str()
+                .unwrap()
+                .ends_with("(row 0 of result.h5)")
+        );
+        assert!(
+            skipped[1]["reason"]
+                .as_str()
+                .unwrap()
+                .ends_with("(row 2 of result.h5)")
+        );
+
+        // Strict: the first bad file in path order is the duplicate f2, even though the
+        // duplicate is only known once a later file (f6, truncated) has failed.
+        std::fs::write(with.join("f6.fits"), b"SIMPLE  =").unwrap();
+        match run(&with, &dir.path().join("c"), true) {
+            Err(PreprocessError::Strict { file, reason }) => {
+                assert_eq!(file, "f2.fits");
+                assert!(reason.contains("duplicate FILENAME"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::remove_file(with.join("f6.fits")).unwrap();
+        assert!(matches!(
+            run(&with, &dir.path().join("d"), true),
+            Err(PreprocessError::Strict { file, .. }) if file == "f2.fits"
+        ));
+        assert!(!dir.path().join("d/result.h5").exists());
     }
 }

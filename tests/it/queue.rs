@@ -125,7 +125,8 @@ async fn two_worker_processes_and_serve_run_thirty_jobs_exactly_once(b: Backend)
                 .unwrap()
                 .unwrap();
             row.worker_id
-                .unwrap().rsplit(':')
+                .unwrap()
+                .rsplit(':')
                 .nth(1)
                 .unwrap()
                 .to_string()

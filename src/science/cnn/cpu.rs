@@ -358,13 +358,7 @@ impl CpuNet {
             rng.as_deref_mut(),
         );
         dense_forward(d7, &self.w[7], &self.b[7], &mut work.h8, n, DENSE);
-        let d8 = dropout(
-            &work.h8,
-            &mut work.mask8,
-            &mut work.d8,
-            n,
-            rng,
-        );
+        let d8 = dropout(&work.h8, &mut work.mask8, &mut work.d8, n, rng);
         let k = self.classes;
         matmul(
             &mut work.logits,
