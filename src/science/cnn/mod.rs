@@ -408,6 +408,8 @@ pub fn train(
 }
 
 /// The training step: [`cpu`]'s hand-written passes on the CPU, candle's autograd elsewhere.
+/// One per training run, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Engine<'a> {
     Cpu {
         net: cpu::CpuNet,
