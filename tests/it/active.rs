@@ -11,7 +11,7 @@ use hdf5::types::{FloatSize, IntSize, TypeDescriptor};
 use mljm::science::h5::{SpectraWriter, read_spectra};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, h5_type, id, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, h5_type, id, mljm, spawn_app, spawn_app_with};
 
 crate::on_both_backends!(
     the_error_paths_of_spec_6_end_in_error_with_their_message,
@@ -26,13 +26,10 @@ fn fixtures() -> PathBuf {
 
 /// `mljm run TYPE --config CONFIG --out OUT --device cpu`: (exit status, stderr).
 fn mljm_run(job_type: &str, config: &Path, out: &Path) -> (i32, String) {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
-        .args(["run", job_type, "--device", "cpu", "--config"])
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
+    let (config, out) = (config.to_str().unwrap(), out.to_str().unwrap());
+    let o = mljm([
+        "run", job_type, "--device", "cpu", "--config", config, "--out", out,
+    ]);
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -380,11 +377,8 @@ async fn every_status_of_the_labellings_table(b: Backend) {
     );
 
     let list: Vec<Value> = app
-        .get(&format!("/api/labellings/?job_id={jid}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/labellings/?job_id={jid}"))
+        .await;
     let sets: Vec<&str> = list
         .iter()
         .map(|l| l["spectrum_set"].as_str().unwrap())
@@ -439,11 +433,8 @@ async fn every_status_of_the_labellings_table(b: Backend) {
     let unknown = json!({"labelling_ids": [ids[0], uuid::Uuid::new_v4()], "labellings": [{"user_label": "x"}, {"user_label": "y"}]});
     assert_eq!(batch_patch(unknown).await.status(), 404);
     let first: Value = app
-        .get(&format!("/api/labellings/{}", ids[0].as_str().unwrap()))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/labellings/{}", ids[0].as_str().unwrap()))
+        .await;
     assert_eq!(
         first["user_label"], "other",
         "a failed batch changes nothing"
@@ -479,11 +470,8 @@ async fn a_labelled_iteration_continues_into_the_next(b: Backend) {
     let first = run_to(&app, &al_config(0), "COMPLETED").await;
     let jid = id(&first);
     let list: Vec<Value> = app
-        .get(&format!("/api/labellings/?job_id={jid}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/labellings/?job_id={jid}"))
+        .await;
     assert_eq!(list.len(), 8);
     let resp = app.post(&format!("/api/jobs/{jid}/continue")).await;
     assert_eq!(resp.status(), 409);
@@ -546,11 +534,8 @@ async fn a_labelled_iteration_continues_into_the_next(b: Backend) {
     .unwrap();
     assert_eq!(oracle["filenames"].as_array().unwrap().len(), 8);
     let chain: Vec<Value> = app
-        .get(&format!("/api/jobs/{}/chain", id(&next)))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/api/jobs/{}/chain", id(&next)))
+        .await;
     assert_eq!(chain.len(), 2);
     assert_eq!(
         (
@@ -586,12 +571,7 @@ async fn a_labelled_iteration_continues_into_the_next(b: Backend) {
     );
     app.wait_phase(&id(&third), "COMPLETED", Duration::from_secs(120))
         .await;
-    let chain: Vec<Value> = app
-        .get(&format!("/api/jobs/{jid}/chain"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let chain: Vec<Value> = app.get_json(&format!("/api/jobs/{jid}/chain")).await;
     assert_eq!(chain.len(), 3);
 }
 
@@ -672,9 +652,8 @@ fn dim_reduction_plots_the_h5py_training_set() {
 fn simulate_al_learns_the_demo_classes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("demo");
-    let bin = env!("CARGO_BIN_EXE_mljm");
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        let o = mljm(args);
         assert_eq!(
             o.status.code(),
             Some(0),

@@ -44,17 +44,12 @@ async fn files_can_be_uploaded_listed_downloaded_and_deleted(b: Backend) {
         201
     );
     assert!(app.data_dir.join("files/survey/a.txt").exists());
-    let listing: Value = app
-        .get("/api/files/?parent_dir_path=/survey")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listing: Value = app.get_json("/api/files/?parent_dir_path=/survey").await;
     assert_eq!(listing["parent_dir_path"], "/survey");
     assert_eq!(listing["file_count"], 1);
     assert_eq!(listing["files"][0]["filename"], "a.txt");
     assert_eq!(listing["files"][0]["size"], 5);
-    let root: Value = app.get("/api/files/").await.json().await.unwrap();
+    let root: Value = app.get_json("/api/files/").await;
     let dirs: Vec<&str> = root["directories"]
         .as_array()
         .unwrap()
@@ -282,7 +277,7 @@ async fn no_endpoint_reaches_outside_the_storage_root(b: Backend) {
         app.data_dir.join("files/dangling"),
     )
     .unwrap();
-    let root: Value = app.get("/api/files/").await.json().await.unwrap();
+    let root: Value = app.get_json("/api/files/").await;
     let files = root["files"].as_array().unwrap();
     let link = files
         .iter()

@@ -170,6 +170,11 @@ impl TestApp {
         self.api.get(self.url(path)).send().await.unwrap()
     }
 
+    /// `GET path`, its body parsed as JSON (whatever the status).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.get(path).await.json().await.unwrap()
+    }
+
     pub async fn delete(&self, path: &str) -> reqwest::Response {
         self.api.delete(self.url(path)).send().await.unwrap()
     }
@@ -242,6 +247,18 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// Runs the mljm binary with `args`; its output, whatever the exit status.
+pub fn mljm<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 pub fn id(job: &Value) -> String {

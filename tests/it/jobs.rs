@@ -280,12 +280,7 @@ async fn jobs_are_listed_newest_first_with_pagination_and_filters(b: Backend) {
         ids.push(id(&app.create_script(&format!("job {i}"), "true").await));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let page: Value = app
-        .get("/api/jobs/?offset=0&limit=2")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/api/jobs/?offset=0&limit=2").await;
     assert_eq!(page["total"], 5);
     assert_eq!(page["limit"], 2);
     let got: Vec<&str> = page["jobs"]
@@ -295,40 +290,20 @@ async fn jobs_are_listed_newest_first_with_pagination_and_filters(b: Backend) {
         .map(|j| j["job_id"].as_str().unwrap())
         .collect();
     assert_eq!(got, vec![ids[4].as_str(), ids[3].as_str()]);
-    let page: Value = app
-        .get("/api/jobs/?offset=4&limit=2")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/api/jobs/?offset=4&limit=2").await;
     assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
     assert_eq!(page["jobs"][0]["job_id"], ids[0].as_str());
-    let default: Value = app.get("/api/jobs/").await.json().await.unwrap();
+    let default: Value = app.get_json("/api/jobs/").await;
     assert_eq!(default["limit"], 10);
     assert_eq!(default["offset"], 0);
     // Filters: one job queued (no workers run here).
     app.run(&ids[2]).await;
-    let queued: Value = app
-        .get("/api/jobs/?phase=QUEUED")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let queued: Value = app.get_json("/api/jobs/?phase=QUEUED").await;
     assert_eq!(queued["total"], 1);
     assert_eq!(queued["jobs"][0]["job_id"], ids[2].as_str());
-    let none: Value = app
-        .get("/api/jobs/?type=ACTIVE_ML")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let none: Value = app.get_json("/api/jobs/?type=ACTIVE_ML").await;
     assert_eq!(none["total"], 0);
-    let scripts: Value = app
-        .get("/api/jobs/?type=SCRIPT&limit=100")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let scripts: Value = app.get_json("/api/jobs/?type=SCRIPT&limit=100").await;
     assert_eq!(scripts["total"], 5);
 }
 

@@ -14,7 +14,7 @@ use mljm::science::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, id, spawn_app};
+use crate::helpers::{Backend, TestApp, id, mljm, spawn_app};
 
 crate::on_both_backends!(
     the_golden_fixture_is_reproduced_through_the_server,
@@ -459,13 +459,8 @@ async fn mljm_run_reproduces_the_golden_fixture_from_the_originals_config() {
     let out = tempfile::tempdir().unwrap();
     let config = fixture().join("prep_config.json");
     let run = |job_type: &str, config: &Path, out: &Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
-            .args(["run", job_type, "--config"])
-            .arg(config)
-            .arg("--out")
-            .arg(out)
-            .output()
-            .unwrap()
+        let (config, out) = (config.to_str().unwrap(), out.to_str().unwrap());
+        mljm(["run", job_type, "--config", config, "--out", out])
     };
     let o = run("DATA_PREPROCESSING", &config, out.path());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -537,18 +532,12 @@ fn an_h5py_training_set_reads_with_its_labels() {
 async fn mljm_demo_data_preprocesses_with_its_own_config() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let bin = env!("CARGO_BIN_EXE_mljm");
-    let o = std::process::Command::new(bin)
-        .args(["demo", "--n", "300", "--seed", "4", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let succeeds = |o: std::process::Output| {
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(0), "{err}");
+    };
+    let d = data.to_str().unwrap();
+    succeeds(mljm(["demo", "--n", "300", "--seed", "4", "--data-dir", d]));
     let labels = std::fs::read_to_string(data.join("files/labels.csv")).unwrap();
     assert_eq!(labels.lines().count(), 301);
     for class in demo::CLASSES {
@@ -557,21 +546,17 @@ async fn mljm_demo_data_preprocesses_with_its_own_config() {
             "{class} is represented"
         );
     }
-    let o = std::process::Command::new(bin)
-        .args(["run", "DATA_PREPROCESSING", "--data-dir"])
-        .arg(&data)
-        .arg("--config")
-        .arg(data.join("files/prep_config.json"))
-        .arg("--out")
-        .arg(tmp.path().join("out"))
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (config, out) = (data.join("files/prep_config.json"), tmp.path().join("out"));
+    succeeds(mljm([
+        "run",
+        "DATA_PREPROCESSING",
+        "--data-dir",
+        d,
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]));
     let set = read_spectra(&tmp.path().join("out/result.h5")).unwrap();
     assert_eq!(set.fluxes.dim(), (300, 600));
     let first_label_file = labels.lines().nth(1).unwrap().split(',').next().unwrap();

@@ -78,21 +78,11 @@ async fn two_worker_processes_and_serve_run_thirty_jobs_exactly_once(b: Backend)
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let page: Value = app
-            .get("/api/jobs/?phase=COMPLETED&limit=100")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let page: Value = app.get_json("/api/jobs/?phase=COMPLETED&limit=100").await;
         if page["total"] == 30 {
             break;
         }
-        let bad: Value = app
-            .get("/api/jobs/?phase=ERROR")
-            .await
-            .json()
-            .await
-            .unwrap();
+        let bad: Value = app.get_json("/api/jobs/?phase=ERROR").await;
         assert_eq!(bad["total"], 0, "{bad}");
         assert!(
             Instant::now() < deadline,

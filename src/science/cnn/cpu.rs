@@ -20,7 +20,9 @@ use gemm::{Parallelism, gemm};
 use rand::rngs::StdRng;
 use rayon::prelude::*;
 
-use super::{BETA1, BETA2, CONV_CHANNELS, Cnn, DENSE, EPSILON, conv_lengths, fill_dropout_mask};
+use super::{
+    BETA1, BETA2, CONV_CHANNELS, Cnn, DENSE, adam_factors, conv_lengths, fill_dropout_mask,
+};
 
 /// A read-only matrix operand inside a slice: element (i, j) at `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
@@ -726,9 +728,8 @@ impl CpuAdam {
     pub(super) fn step(&mut self, net: &mut CpuNet, work: &Work) {
         let g = work.grad.as_ref().expect("work buffers made for training");
         self.step += 1;
-        let t = self.step;
-        let lr_t = (self.lr * (1.0 - BETA2.powi(t)).sqrt() / (1.0 - BETA1.powi(t))) as f32;
-        let eps_hat = (EPSILON * (1.0 - BETA2.powi(t)).sqrt()) as f32;
+        let (lr_t, eps_hat) = adam_factors(self.lr, self.step);
+        let (lr_t, eps_hat) = (lr_t as f32, eps_hat as f32);
         let (b1, b2) = (BETA1 as f32, BETA2 as f32);
         let params = net.w.iter_mut().chain(net.b.iter_mut());
         let grads = g.w.iter().chain(&g.b);

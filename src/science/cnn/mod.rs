@@ -511,6 +511,12 @@ const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPSILON: f64 = 1e-7;
 
+/// Step `t`'s (lr_t, ε̂) in Keras's form: `lr·√(1−β2ᵗ)/(1−β1ᵗ)` and `ε·√(1−β2ᵗ)`.
+fn adam_factors(lr: f64, t: i32) -> (f64, f64) {
+    let root = (1.0 - BETA2.powi(t)).sqrt();
+    (lr * root / (1.0 - BETA1.powi(t)), EPSILON * root)
+}
+
 impl Adam {
     fn new(cnn: &Cnn, lr: f64) -> candle_core::Result<Adam> {
         let moments = cnn
@@ -532,9 +538,7 @@ impl Adam {
         grads: &candle_core::backprop::GradStore,
     ) -> candle_core::Result<()> {
         self.step += 1;
-        let t = self.step;
-        let lr_t = self.lr * (1.0 - BETA2.powi(t)).sqrt() / (1.0 - BETA1.powi(t));
-        let eps_hat = EPSILON * (1.0 - BETA2.powi(t)).sqrt();
+        let (lr_t, eps_hat) = adam_factors(self.lr, self.step);
         let vars = cnn.params.iter().flat_map(|(_, w, b)| [w, b]);
         for (var, (m, v)) in vars.zip(self.moments.iter_mut()) {
             let Some(g) = grads.get(var.as_tensor()) else {
