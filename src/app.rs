@@ -141,6 +141,13 @@ pub fn create_app(
         )
         .route("/static/{path:.*}", web::get().to(crate::assets::serve))
         .configure(crate::jobs::pages::configure)
+        .configure(crate::files::pages::configure)
+        .configure(crate::spectra::pages::configure)
+        .default_service(web::to(|| async {
+            actix_web::ResponseError::error_response(&crate::pages::PageError(
+                crate::error::ApiError::NotFound("no such page".into()),
+            ))
+        }))
 }
 
 /// SPEC §10: refuse foreign Host headers (DNS rebinding) and cross-site state changes.

@@ -12,6 +12,7 @@ pub mod job_types;
 pub mod jobs;
 pub mod labellings;
 pub mod openapi;
+pub mod pages;
 pub mod science;
 pub mod security;
 pub mod spectra;

@@ -2,5 +2,6 @@
 //! Every path goes through `model::Storage`, the one place that keeps it inside the root.
 
 pub mod model;
+pub mod pages;
 pub mod routes;
 pub mod service;

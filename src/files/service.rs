@@ -144,3 +144,39 @@ pub fn existing_file(
         Err(not_found(&format!("file {filename}"), parent_dir_path))
     }
 }
+
+/// Paths (as the files root shows them) of files ending in one of `extensions`, newest first,
+/// at most `limit` and at most `depth` folders deep: what a form offers to pick from.
+pub fn find_by_extension(
+    storage: &Storage,
+    extensions: &[&str],
+    depth: usize,
+    limit: usize,
+) -> Vec<String> {
+    let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
+    let mut stack = vec![(storage.root().to_path_buf(), String::new(), 0)];
+    let mut visited = 0;
+    while let Some((dir, shown, level)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            visited += 1;
+            if visited > 20_000 {
+                break;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = entry.metadata() else { continue };
+            let path = format!("{shown}/{name}");
+            if meta.is_dir() && !entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                if level + 1 < depth {
+                    stack.push((entry.path(), path, level + 1));
+                }
+            } else if meta.is_file() && extensions.iter().any(|e| name.ends_with(e)) {
+                found.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), path));
+            }
+        }
+    }
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    found.into_iter().take(limit).map(|(_, p)| p).collect()
+}

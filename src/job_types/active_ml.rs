@@ -20,7 +20,9 @@ use crate::{
         h5::{SpectraSet, read_spectra, write_spectra},
         selection, tsne,
     },
-    worker::registry::{ConfigError, JobContext, JobType, Root, parse_config},
+    worker::registry::{
+        ConfigError, FieldKind, FormField, JobContext, JobType, Root, parse_config,
+    },
 };
 
 pub struct ActiveMl;
@@ -195,6 +197,34 @@ impl JobType for ActiveMl {
         true
     }
 
+    fn form(&self) -> Vec<FormField> {
+        use FieldKind::*;
+        vec![
+            FormField::new("iteration", Integer, "0").required(),
+            FormField::new("classes", List, "other, single peak, double peak").required(),
+            FormField::new("candidate_classes", List, "single peak, double peak")
+                .required()
+                .help("the classes searched for; performance is estimated on them"),
+            FormField::new("pool_data_path", Hdf5File, "")
+                .required()
+                .help("the pool: a preprocessing result.h5"),
+            FormField::new("training_data_path", Hdf5File, ""),
+            FormField::new("training_data_to_add_path", Hdf5File, ""),
+            FormField::new("oracle_data_to_add_path", Text, ""),
+            FormField::new("perf_est_list_path", Text, ""),
+            FormField::new("oracle_batch_size", Integer, "100"),
+            FormField::new("perf_est_batch_size", Integer, "10"),
+            FormField::new("show_candidates", Bool, "false"),
+            FormField::new("save_model", Bool, "false"),
+            FormField::new("min_delta_train", Number, "0.001"),
+            FormField::new("patience_train", Integer, "10"),
+            FormField::new("batch_size_train", Integer, "64"),
+            FormField::new("epochs_train", Integer, "1000"),
+            FormField::new("batch_size_predict", Integer, "16384"),
+            FormField::new("seed", Integer, "0"),
+        ]
+    }
+
     fn known_keys(&self) -> &'static [&'static str] {
         &[
             "iteration",
@@ -252,6 +282,9 @@ pub struct NewLabelling {
     pub spectrum_set: String,
     pub sequence_iteration: i32,
     pub model_prediction: Option<String>,
+    /// The prediction's entropy, for the labelling workspace (not a labellings column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entropy: Option<f64>,
 }
 
 /// The answers of the oracle, as the original UI writes them.
@@ -450,6 +483,7 @@ fn run_iteration(
             spectrum_set: set.to_string(),
             sequence_iteration: iteration,
             model_prediction: class_name(i),
+            entropy: pred.entropies.get(i).copied(),
         }))
     };
     add("ORACLE", &oracle);
@@ -478,6 +512,7 @@ fn first_iteration(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyho
             spectrum_set: "ORACLE".into(),
             sequence_iteration: 0,
             model_prediction: None,
+            entropy: None,
         })
         .collect();
     ctx.log.line(&format!(

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::{
     science::{h5::read_spectra, plot, tsne},
-    worker::registry::{ConfigError, JobContext, JobType, Root, parse_config},
+    worker::registry::{
+        ConfigError, FieldKind, FormField, JobContext, JobType, Root, parse_config,
+    },
 };
 
 pub struct DimReduction;
@@ -54,6 +56,21 @@ impl JobType for DimReduction {
 
     fn validate(&self, config: &Value) -> Result<(), ConfigError> {
         DimConfig::parse(config).map(|_| ())
+    }
+
+    fn form(&self) -> Vec<FormField> {
+        vec![
+            FormField::new("data_path", FieldKind::Hdf5File, "")
+                .required()
+                .help("an HDF5 file with fluxes and labels, e.g. a training_data.h5"),
+            FormField::new(
+                "classes",
+                FieldKind::List,
+                "other, single peak, double peak",
+            )
+            .required(),
+            FormField::new("seed", FieldKind::Integer, "0"),
+        ]
     }
 
     fn paths(&self, config: &Value) -> Vec<(&'static str, Root, String)> {

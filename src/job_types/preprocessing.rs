@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use crate::{
     science::preprocess::{self, Options, PreprocessError},
-    worker::registry::{ConfigError, JobContext, JobType, Root, parse_config},
+    worker::registry::{
+        ConfigError, FieldKind, FormField, JobContext, JobType, Preset, Root, parse_config,
+    },
 };
 
 pub struct Preprocessing;
@@ -92,6 +94,48 @@ impl JobType for Preprocessing {
 
     fn validate(&self, config: &Value) -> Result<(), ConfigError> {
         PrepConfig::parse(config).map(|_| ())
+    }
+
+    fn form(&self) -> Vec<FormField> {
+        use FieldKind::*;
+        vec![
+            FormField::new("data_dir_path", SpectraDir, "/")
+                .required()
+                .help("under the spectra root: / is the whole survey, /F5000 one plan"),
+            FormField::new("wave_start_point", Number, "6519")
+                .required()
+                .help("Å"),
+            FormField::new("wave_end_point", Number, "6732")
+                .required()
+                .help("Å"),
+            FormField::new("wave_point_count", Integer, "140")
+                .required()
+                .help("points of the common grid (2–100,000)"),
+            FormField::new("strict", Bool, "false").help("fail on the first bad file"),
+        ]
+    }
+
+    fn presets(&self) -> &'static [Preset] {
+        &[
+            Preset {
+                id: "halpha",
+                title: "Hα window: 6519–6732 Å, 140 points (Škoda et al. 2020)",
+                values: &[
+                    ("wave_start_point", "6519"),
+                    ("wave_end_point", "6732"),
+                    ("wave_point_count", "140"),
+                ],
+            },
+            Preset {
+                id: "full",
+                title: "Full LAMOST range: 3800–9000 Å, 600 points",
+                values: &[
+                    ("wave_start_point", "3800"),
+                    ("wave_end_point", "9000"),
+                    ("wave_point_count", "600"),
+                ],
+            },
+        ]
     }
 
     fn paths(&self, config: &Value) -> Vec<(&'static str, Root, String)> {

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::worker::registry::{ConfigError, JobContext, JobLog, JobType, parse_config};
+use crate::worker::registry::{
+    ConfigError, FieldKind, FormField, JobContext, JobLog, JobType, parse_config,
+};
 
 pub struct Script;
 
@@ -75,6 +77,15 @@ impl JobType for Script {
 
     fn validate(&self, config: &Value) -> Result<(), ConfigError> {
         ScriptConfig::parse(config).map(|_| ())
+    }
+
+    fn form(&self) -> Vec<FormField> {
+        vec![
+            FormField::new("command", FieldKind::List, "")
+                .required()
+                .help(r#"the program and its arguments, comma-separated or a JSON array such as ["sh", "-c", "echo hi"]"#),
+            FormField::new("timeout_s", FieldKind::Number, "").help("seconds; empty for none"),
+        ]
     }
 
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, anyhow::Result<()>> {

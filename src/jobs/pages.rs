@@ -7,26 +7,34 @@ use uuid::Uuid;
 
 use super::{
     model::{JobPage, JobView, Phase},
-    service::{self, ListQuery, LogPart},
+    service::{self, ListQuery, LogPart, NewJob},
+    workspace::{self, Workspace},
 };
-use crate::{app::AppState, error::ApiError};
+use crate::{
+    app::AppState,
+    error::ApiError,
+    files::service::Listing,
+    pages::{Layout, PageError, html, human_size, is_htmx, json_attr, url_part},
+    science::preprocess::Skipped,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(jobs_page))
+        .route("/jobs/new", web::get().to(super::form::new_job_page))
+        .route("/jobs/new", web::post().to(super::form::create_job))
         .route("/jobs/{job_id}", web::get().to(job_page))
-        .route("/jobs/{job_id}/log-tail", web::get().to(log_tail));
+        .route("/jobs/{job_id}/results", web::get().to(results_partial))
+        .route("/jobs/{job_id}/log-tail", web::get().to(log_tail))
+        .route("/jobs/{job_id}/rerun", web::post().to(rerun));
 }
 
 #[derive(Template)]
 #[template(path = "jobs/list.html")]
 struct JobsList<'a> {
-    page: &'a JobPage,
+    layout: Layout,
+    rows: JobRows<'a>,
     phases: &'a [Phase],
-    phase: String,
-    job_type: String,
     types: Vec<&'static str>,
-    next_offset: Option<u64>,
-    prev_offset: Option<u64>,
 }
 
 #[derive(Template)]
@@ -42,7 +50,18 @@ struct JobRows<'a> {
 #[derive(Template)]
 #[template(path = "jobs/show.html")]
 struct JobShow<'a> {
-    job: &'a JobView,
+    layout: Layout,
+    summary: JobSummary<'a>,
+    results: Results,
+    log: LogTail,
+}
+
+/// The end of the job's log; polled while the job can still write to it.
+#[derive(Template)]
+#[template(path = "jobs/log.html")]
+struct LogTail {
+    job_id: Uuid,
+    active: bool,
     log: String,
 }
 
@@ -50,24 +69,47 @@ struct JobShow<'a> {
 #[template(path = "jobs/summary.html")]
 struct JobSummary<'a> {
     job: &'a JobView,
+    /// (step, done, total, percent) while the job runs in this process.
+    progress: Option<(String, u64, u64, u64)>,
 }
 
-fn is_htmx(req: &HttpRequest) -> bool {
-    req.headers().contains_key("HX-Request")
+/// What a finished job produced, drawn by type.
+#[derive(Template)]
+#[template(path = "jobs/results.html")]
+struct Results {
+    job_id: Uuid,
+    phase: Phase,
+    files: Vec<FileLink>,
+    preprocessing: Option<PrepResults>,
+    plot_png: Option<String>,
+    workspace: Option<Workspace>,
 }
 
-fn html(body: Result<String, askama::Error>) -> Result<HttpResponse, ApiError> {
-    let body = body.map_err(|e| ApiError::Internal(anyhow::anyhow!("template: {e}")))?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(body))
+// Sub-templates drawn inside a page are our own escaped HTML: askama must not escape them again.
+impl askama::filters::HtmlSafe for JobRows<'_> {}
+impl askama::filters::HtmlSafe for JobSummary<'_> {}
+impl askama::filters::HtmlSafe for Results {}
+impl askama::filters::HtmlSafe for LogTail {}
+
+struct FileLink {
+    name: String,
+    size: String,
+    url: String,
+}
+
+struct PrepResults {
+    spectra: usize,
+    skipped: Vec<Skipped>,
+    skipped_total: usize,
+    /// `{wave, spectra: [{filename, flux}]}` of the first rows, for the plot.
+    sample: String,
 }
 
 async fn jobs_page(
     req: HttpRequest,
     state: web::Data<AppState>,
     q: web::Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, PageError> {
     let q = ListQuery {
         limit: Some(q.limit.unwrap_or(20)),
         ..q.into_inner()
@@ -75,55 +117,199 @@ async fn jobs_page(
     let phase = q.phase.clone().unwrap_or_default();
     let job_type = q.job_type.clone().unwrap_or_default();
     let page = service::list(&state, q).await?;
-    let next_offset = Some(page.offset + page.limit).filter(|n| *n < page.total);
-    let prev_offset = (page.offset > 0).then(|| page.offset.saturating_sub(page.limit));
+    let rows = JobRows {
+        next_offset: Some(page.offset + page.limit).filter(|n| *n < page.total),
+        prev_offset: (page.offset > 0).then(|| page.offset.saturating_sub(page.limit)),
+        page: &page,
+        phase,
+        job_type,
+    };
     if is_htmx(&req) {
-        return html(
-            JobRows {
-                page: &page,
-                phase,
-                job_type,
-                next_offset,
-                prev_offset,
-            }
-            .render(),
-        );
+        return html(rows.render());
     }
     html(
         JobsList {
-            page: &page,
+            layout: Layout::new(&state, "jobs").await,
+            rows,
             phases: &Phase::ALL,
-            phase,
-            job_type,
             types: state.registry.names(),
-            next_offset,
-            prev_offset,
         }
         .render(),
     )
+}
+
+fn summary<'a>(state: &AppState, job: &'a JobView) -> JobSummary<'a> {
+    let progress = state
+        .runtime
+        .progress(job.job_id)
+        .map(|(step, done, total)| {
+            let percent = (done * 100).checked_div(total).unwrap_or(0).min(100);
+            (step, done, total, percent)
+        });
+    JobSummary { job, progress }
 }
 
 async fn job_page(
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, PageError> {
     let job = service::get(&state, *id).await?;
     if is_htmx(&req) {
-        return html(JobSummary { job: &job }.render());
+        return html(summary(&state, &job).render());
     }
-    let log = tail(&service::log(&state, *id, LogPart::Last(TAIL_BYTES)).await?);
-    html(JobShow { job: &job, log }.render())
+    let log = log_tail_of(&state, &job).await?;
+    let results = results(&state, &job).await?;
+    html(
+        JobShow {
+            layout: Layout::new(&state, "jobs").await,
+            summary: summary(&state, &job),
+            results,
+            log,
+        }
+        .render(),
+    )
+}
+
+/// The results section alone, fetched again when the job's phase changes.
+async fn results_partial(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, PageError> {
+    let job = service::get(&state, *id).await?;
+    html(results(&state, &job).await?.render())
+}
+
+async fn results(state: &AppState, job: &JobView) -> Result<Results, ApiError> {
+    let listing = {
+        let storage = state.storage.clone();
+        let dir = job.dir_path.clone();
+        web::block(move || crate::files::service::list(&storage, &dir))
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("listing: {e}")))?
+    };
+    let listing = match listing {
+        Ok(l) => Some(l),
+        Err(ApiError::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let has = |name: &str| {
+        listing
+            .as_ref()
+            .is_some_and(|l| l.files.iter().any(|f| f.filename == name))
+    };
+    let dir = state.runtime.job_dir(&job.dir_path);
+    let done = job.phase == Phase::Completed;
+    let preprocessing = match job.job_type.as_str() {
+        "DATA_PREPROCESSING" if done && has("result.h5") => Some(
+            web::block(move || prep_results(&dir))
+                .await
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading result.h5: {e}")))??,
+        ),
+        _ => None,
+    };
+    let plot_png = listing.as_ref().and_then(|l| {
+        l.files
+            .iter()
+            .find(|f| f.filename.ends_with(".png"))
+            .map(|f| download_url(&job.dir_path, &f.filename))
+    });
+    let workspace = match job.job_type.as_str() {
+        "ACTIVE_ML" if done => Some(workspace::build(state, job).await?),
+        _ => None,
+    };
+    Ok(Results {
+        job_id: job.job_id,
+        phase: job.phase,
+        files: listing.map_or_else(Vec::new, |l| file_links(&job.dir_path, l)),
+        preprocessing,
+        plot_png,
+        workspace,
+    })
+}
+
+pub fn download_url(dir_path: &str, filename: &str) -> String {
+    format!(
+        "/api/files/{}/download?parent_dir_path={}",
+        url_part(filename),
+        url_part(dir_path)
+    )
+}
+
+fn file_links(dir_path: &str, listing: Listing) -> Vec<FileLink> {
+    listing
+        .files
+        .into_iter()
+        .map(|f| FileLink {
+            url: download_url(dir_path, &f.filename),
+            size: human_size(f.size),
+            name: f.filename,
+        })
+        .collect()
+}
+
+/// How many spectra, which files were skipped and why, and the first rows to plot.
+fn prep_results(dir: &std::path::Path) -> Result<PrepResults, ApiError> {
+    const SHOWN_SKIPPED: usize = 200;
+    const PLOTTED: usize = 5;
+    let (spectra, head) = crate::science::h5::read_head(&dir.join("result.h5"), PLOTTED)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("result.h5: {e}")))?;
+    let mut skipped: Vec<Skipped> = std::fs::read(dir.join("skipped.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let skipped_total = skipped.len();
+    skipped.truncate(SHOWN_SKIPPED);
+    let rows: Vec<serde_json::Value> = head
+        .filenames
+        .iter()
+        .enumerate()
+        .map(|(i, name)| serde_json::json!({"filename": name, "flux": head.row(i)}))
+        .collect();
+    Ok(PrepResults {
+        spectra,
+        skipped,
+        skipped_total,
+        sample: json_attr(&serde_json::json!({"wave": head.wave, "spectra": rows})),
+    })
+}
+
+async fn log_tail_of(state: &AppState, job: &JobView) -> Result<LogTail, ApiError> {
+    let bytes = service::log(state, job.job_id, LogPart::Last(TAIL_BYTES)).await?;
+    Ok(LogTail {
+        job_id: job.job_id,
+        active: !job.phase.is_terminal(),
+        log: tail(&bytes),
+    })
 }
 
 async fn log_tail(
     state: web::Data<AppState>,
     id: web::Path<Uuid>,
-) -> Result<HttpResponse, ApiError> {
-    let log = tail(&service::log(&state, *id, LogPart::Last(TAIL_BYTES)).await?);
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(log))
+) -> Result<HttpResponse, PageError> {
+    let job = service::get(&state, *id).await?;
+    html(log_tail_of(&state, &job).await?.render())
+}
+
+/// Runs the job's configuration again as a new job, and shows it.
+async fn rerun(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse, PageError> {
+    let job = service::get(&state, *id).await?;
+    let new = service::create(
+        &state,
+        NewJob {
+            job_type: job.job_type,
+            label: job.label,
+            description: job.description,
+            config: job.config,
+            // A chain has one next iteration per job: a rerun stands alone.
+            parent_job_id: None,
+        },
+    )
+    .await?;
+    service::run(&state, new.job_id).await?;
+    Ok(HttpResponse::SeeOther()
+        .insert_header(("Location", format!("/jobs/{}", new.job_id)))
+        .finish())
 }
 
 /// Enough bytes for 200 ordinary lines; a page never reads a long log from its start.

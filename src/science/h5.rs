@@ -239,6 +239,33 @@ pub fn read_spectra(path: &Path) -> hdf5::Result<SpectraSet> {
     })
 }
 
+/// The first `n` rows of a spectra file and its row count, without reading the rest (a
+/// page's sample of a survey-sized `result.h5`).
+pub fn read_head(path: &Path, n: usize) -> hdf5::Result<(usize, SpectraSet)> {
+    let file = File::open(path)?;
+    let names = file.dataset("filenames")?;
+    let total = names.shape().first().copied().unwrap_or(0);
+    let n = n.min(total);
+    let filenames = names
+        .read_slice_1d::<VarLenUnicode, _>(ndarray::s![0..n])?
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    let wave = file.dataset("wave")?.read_raw::<f64>()?;
+    let fluxes = file
+        .dataset("fluxes")?
+        .read_slice_2d::<f64, _>(ndarray::s![0..n, ..])?;
+    Ok((
+        total,
+        SpectraSet {
+            filenames,
+            wave,
+            fluxes,
+            labels: None,
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +287,13 @@ mod tests {
         assert_eq!(set.wave, wave);
         assert_eq!(set.fluxes[[437, 12]], 437.0);
         assert_eq!(set.labels, None);
+        let (total, head) = read_head(&p, 3).unwrap();
+        assert_eq!(total, 1000);
+        assert_eq!(
+            head.filenames,
+            ["spec-0.fits", "spec-1.fits", "spec-2.fits"]
+        );
+        assert_eq!(head.fluxes.row(2).to_vec(), vec![2.0; 300]);
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! header metadata, looked up by its name as `spectra/<PLANID>/<filename>`.
 
 pub mod model;
+pub mod pages;
 pub mod routes;
 pub mod service;

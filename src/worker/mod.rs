@@ -36,6 +36,8 @@ pub struct Runtime {
     pub lost_after: Duration,
     pub poll: Duration,
     pub accept: Vec<&'static str>,
+    /// Progress of the jobs running in this process, for their pages.
+    pub live: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, Progress>>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -79,6 +81,7 @@ impl Runtime {
             lost_after: Duration::from_secs_f64(config.worker.lost_after_s),
             poll: Duration::from_secs_f64(config.worker.poll_s),
             accept,
+            live: Arc::default(),
         })
     }
 
@@ -152,6 +155,12 @@ impl Runtime {
         Ok(Some((job, permit.filter(|_| needs_gpu))))
     }
 
+    /// (step, done, total) of a job running in this process.
+    pub fn progress(&self, id: Uuid) -> Option<(String, u64, u64)> {
+        let live = self.live.lock().ok()?;
+        live.get(&id).map(Progress::snapshot)
+    }
+
     pub fn job_dir(&self, dir_path: &str) -> PathBuf {
         self.files_root.join(dir_path.trim_start_matches('/'))
     }
@@ -195,6 +204,10 @@ impl Runtime {
                 Ok(()) => {
                     let cancel = Cancel::new();
                     let job_dir = dir.clone();
+                    let progress = Progress::new();
+                    if let Ok(mut live) = self.live.lock() {
+                        live.insert(job.job_id, progress.clone());
+                    }
                     let ctx = JobContext {
                         job_id: job.job_id,
                         dir,
@@ -206,13 +219,16 @@ impl Runtime {
                         device: self.device.clone(),
                         log: log.clone(),
                         cancel: cancel.clone(),
-                        progress: Progress::new(),
+                        progress,
                     };
                     let watcher =
                         tokio::spawn(self.clone().watch(job.job_id, job.attempt, cancel.clone()));
                     // A panic in the job ends up here as a JoinError, not in the worker.
                     let joined = tokio::spawn(jt.run(ctx)).await;
                     watcher.abort();
+                    if let Ok(mut live) = self.live.lock() {
+                        live.remove(&job.job_id);
+                    }
                     match joined {
                         Ok(Ok(())) => self.import_labellings(&job, &job_dir).await,
                         Ok(Err(e)) => Err(format!("{e:#}")),

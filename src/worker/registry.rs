@@ -201,6 +201,61 @@ pub struct JobContext {
     pub progress: Progress,
 }
 
+/// How the new-job page draws one config field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    Integer,
+    Number,
+    Bool,
+    /// Comma-separated in the form, a JSON array of strings in the config.
+    List,
+    /// A path under the files root, offered from the HDF5 files there.
+    Hdf5File,
+    /// A path under the spectra root.
+    SpectraDir,
+}
+
+/// One config field of a type's form, with the default the form starts from.
+#[derive(Debug, Clone)]
+pub struct FormField {
+    pub name: &'static str,
+    pub kind: FieldKind,
+    pub default: &'static str,
+    pub required: bool,
+    pub help: &'static str,
+}
+
+impl FormField {
+    pub const fn new(name: &'static str, kind: FieldKind, default: &'static str) -> FormField {
+        FormField {
+            name,
+            kind,
+            default,
+            required: false,
+            help: "",
+        }
+    }
+
+    pub const fn required(mut self) -> FormField {
+        self.required = true;
+        self
+    }
+
+    pub const fn help(mut self, help: &'static str) -> FormField {
+        self.help = help;
+        self
+    }
+}
+
+/// A named set of form values (the preprocessing grids of SPEC §7).
+#[derive(Debug, Clone)]
+pub struct Preset {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub values: &'static [(&'static str, &'static str)],
+}
+
 pub trait JobType: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Holds a GPU slot while running; waits QUEUED for one.
@@ -220,6 +275,14 @@ pub trait JobType: Send + Sync + 'static {
         Vec::new()
     }
     fn run(&self, ctx: JobContext) -> BoxFuture<'static, anyhow::Result<()>>;
+    /// The fields of the new-job form, in order; a type without them gets the JSON editor only.
+    fn form(&self) -> Vec<FormField> {
+        Vec::new()
+    }
+    /// Ready-made values for the form; the first is its default.
+    fn presets(&self) -> &'static [Preset] {
+        &[]
+    }
 }
 
 pub struct Registry {

@@ -596,15 +596,8 @@ async fn abort_during_training_stops_within_a_second_and_frees_the_gpu_slot(b: B
     app.run(&jid).await;
     let waiting = create_al(&app, &al_config(0)).await;
     app.run(&id(&waiting)).await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !app.log(&jid).await.contains("epoch 1 loss") {
-        assert!(
-            Instant::now() < deadline,
-            "training never started: {}",
-            app.log(&jid).await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.wait_log(&jid, "epoch 1 loss", Duration::from_secs(60))
+        .await;
     assert_eq!(
         app.job(&id(&waiting)).await["phase"],
         "QUEUED",
@@ -617,13 +610,9 @@ async fn abort_during_training_stops_within_a_second_and_frees_the_gpu_slot(b: B
         202
     );
     let aborted = Instant::now();
-    while !app.log(&jid).await.contains("result discarded") {
-        assert!(
-            aborted.elapsed() < Duration::from_secs(1),
-            "still training 1 s after ABORT"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Training stops within a second of the ABORT.
+    app.wait_log(&jid, "result discarded", Duration::from_secs(1))
+        .await;
     eprintln!("training stopped {:?} after ABORT", aborted.elapsed());
     app.wait_phase(&id(&waiting), "COMPLETED", Duration::from_secs(60))
         .await;

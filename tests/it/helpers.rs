@@ -247,6 +247,22 @@ impl TestApp {
             .await
             .unwrap()
     }
+
+    /// The job's log once it contains `needle` (a line may follow its phase change by a moment).
+    pub async fn wait_log(&self, id: &str, needle: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let log = self.log(id).await;
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the log never showed {needle:?}: {log}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Runs the mljm binary with `args`; its output, whatever the exit status.

@@ -1,6 +1,7 @@
 //! The one integration test binary: real server, real database, real child processes.
 
 mod active;
+mod browser;
 mod cli;
 mod files;
 mod helpers;
@@ -8,3 +9,4 @@ mod jobs;
 mod preprocessing;
 mod queue;
 mod security;
+mod webdriver;

@@ -160,7 +160,8 @@ async fn a_killed_worker_loses_its_job_and_the_next_job_runs(b: Backend) {
         "worker lost detected {:.1} s after SIGKILL (lost_after_s = 3)",
         t0.elapsed().as_secs_f64()
     );
-    assert!(app.log(&id(&job)).await.contains("worker lost"));
+    app.wait_log(&id(&job), "worker lost", Duration::from_secs(5))
+        .await;
     let next = app.create_script("survivor", "echo fine").await;
     app.run(&id(&next)).await;
     let _worker = start_worker(&app, &tmp.join("w2.log"));

@@ -1,0 +1,445 @@
+//! The new-job page: a form drawn from the type's config fields (pre-filled with defaults or
+//! a preset), or a raw JSON editor; the server's 422 is drawn next to the field it names.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use askama::Template;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::service::{self, NewJob};
+use crate::{
+    app::AppState,
+    error::ApiError,
+    pages::{Layout, PageError, html_status},
+    worker::registry::{FieldKind, FormField, JobType},
+};
+
+struct FieldView {
+    name: &'static str,
+    kind: &'static str,
+    value: String,
+    required: bool,
+    help: &'static str,
+    error: Option<String>,
+}
+
+struct PresetView {
+    id: &'static str,
+    title: &'static str,
+    active: bool,
+}
+
+#[derive(Template)]
+#[template(path = "jobs/new.html")]
+struct NewJobPage {
+    layout: Layout,
+    types: Vec<&'static str>,
+    job_type: String,
+    presets: Vec<PresetView>,
+    label: String,
+    description: String,
+    fields: Vec<FieldView>,
+    use_json: bool,
+    config_json: String,
+    h5_files: Vec<String>,
+    /// Errors that belong to no form field: type, label, description, the JSON.
+    errors: HashMap<String, String>,
+}
+
+impl NewJobPage {
+    fn error(&self, field: &str) -> Option<&String> {
+        self.errors.get(field)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewQuery {
+    #[serde(rename = "type")]
+    job_type: Option<String>,
+    preset: Option<String>,
+    /// Start from this job's type, label and config (to run it again with changes).
+    from: Option<uuid::Uuid>,
+}
+
+fn kind_name(kind: FieldKind) -> &'static str {
+    match kind {
+        FieldKind::Text => "text",
+        FieldKind::Integer => "integer",
+        FieldKind::Number => "number",
+        FieldKind::Bool => "bool",
+        FieldKind::List => "list",
+        FieldKind::Hdf5File => "h5",
+        FieldKind::SpectraDir => "dir",
+    }
+}
+
+/// One field's form text as config JSON: `Ok(None)` leaves the key out (the type's default).
+fn field_value(field: &FormField, text: &str) -> Result<Option<Value>, String> {
+    let text = text.trim();
+    if field.kind == FieldKind::Bool {
+        return Ok(Some(Value::Bool(matches!(text, "on" | "true"))));
+    }
+    if text.is_empty() {
+        return match field.required {
+            true => Err("required".into()),
+            false => Ok(None),
+        };
+    }
+    let value = match field.kind {
+        FieldKind::Integer => Value::from(
+            text.parse::<u64>()
+                .map_err(|_| format!("must be a whole number ≥ 0 (got {text:?})"))?,
+        ),
+        FieldKind::Number => {
+            let v = text
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("must be a number (got {text:?})"))?;
+            Value::from(v)
+        }
+        FieldKind::List if text.starts_with('[') => {
+            let list: Vec<String> = serde_json::from_str(text)
+                .map_err(|e| format!("not a JSON array of strings: {e}"))?;
+            Value::from(list)
+        }
+        FieldKind::List => Value::from(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>(),
+        ),
+        _ => Value::from(text),
+    };
+    Ok(Some(value))
+}
+
+/// The config the fields describe, or each field's complaint.
+fn config_from_fields(
+    fields: &[FormField],
+    values: &HashMap<String, String>,
+) -> Result<Value, HashMap<String, String>> {
+    let mut config = Map::new();
+    let mut errors = HashMap::new();
+    for f in fields {
+        let text = values
+            .get(&format!("cfg.{}", f.name))
+            .map_or("", String::as_str);
+        match field_value(f, text) {
+            Ok(Some(v)) => {
+                config.insert(f.name.to_string(), v);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                errors.insert(f.name.to_string(), e);
+            }
+        }
+    }
+    match errors.is_empty() {
+        true => Ok(Value::Object(config)),
+        false => Err(errors),
+    }
+}
+
+/// The form text of a config value (lists comma-separated).
+fn form_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn default_values(jt: &dyn JobType, preset: Option<&str>) -> HashMap<String, String> {
+    let mut values: HashMap<String, String> = jt
+        .form()
+        .iter()
+        .map(|f| (format!("cfg.{}", f.name), f.default.to_string()))
+        .collect();
+    let chosen = jt
+        .presets()
+        .iter()
+        .find(|p| Some(p.id) == preset)
+        .or(jt.presets().first());
+    for (k, v) in chosen.map_or(&[][..], |p| p.values) {
+        values.insert(format!("cfg.{k}"), v.to_string());
+    }
+    values
+}
+
+async fn render(
+    state: &AppState,
+    jt: &dyn JobType,
+    values: &HashMap<String, String>,
+    preset: Option<&str>,
+    errors: HashMap<String, String>,
+    status: StatusCode,
+) -> Result<HttpResponse, PageError> {
+    let fields: Vec<FieldView> = jt
+        .form()
+        .into_iter()
+        .map(|f| FieldView {
+            name: f.name,
+            kind: kind_name(f.kind),
+            value: values
+                .get(&format!("cfg.{}", f.name))
+                .cloned()
+                .unwrap_or_default(),
+            required: f.required,
+            help: f.help,
+            error: errors.get(f.name).cloned(),
+        })
+        .collect();
+    let config_json = match values.get("config_json").filter(|s| !s.trim().is_empty()) {
+        Some(text) => text.clone(),
+        None => {
+            let config = config_from_fields(&jt.form(), values).unwrap_or_default();
+            serde_json::to_string_pretty(&config).unwrap_or_default()
+        }
+    };
+    let storage = state.storage.clone();
+    let h5_files = web::block(move || {
+        crate::files::service::find_by_extension(&storage, &[".h5", ".hdf5"], 4, 300)
+    })
+    .await
+    .unwrap_or_default();
+    let page = NewJobPage {
+        layout: Layout::new(state, "new").await,
+        types: state.registry.names(),
+        job_type: jt.name().to_string(),
+        presets: jt
+            .presets()
+            .iter()
+            .map(|p| PresetView {
+                id: p.id,
+                title: p.title,
+                active: Some(p.id) == preset,
+            })
+            .collect(),
+        label: values.get("label").cloned().unwrap_or_default(),
+        description: values.get("description").cloned().unwrap_or_default(),
+        fields,
+        use_json: values.get("use_json").is_some_and(|v| v == "on") || jt.form().is_empty(),
+        config_json,
+        h5_files,
+        errors,
+    };
+    html_status(status, page.render())
+}
+
+fn job_type(
+    state: &AppState,
+    name: Option<&str>,
+) -> Result<std::sync::Arc<dyn JobType>, PageError> {
+    let name = name
+        .filter(|n| !n.is_empty())
+        .unwrap_or("DATA_PREPROCESSING");
+    Ok(state
+        .registry
+        .get(name)
+        .ok_or_else(|| state.registry.unknown(name))?)
+}
+
+pub async fn new_job_page(
+    state: web::Data<AppState>,
+    q: web::Query<NewQuery>,
+) -> Result<HttpResponse, PageError> {
+    let source = match q.from {
+        Some(id) => Some(service::get(&state, id).await?),
+        None => None,
+    };
+    let type_name = source
+        .as_ref()
+        .map(|j| j.job_type.as_str())
+        .or(q.job_type.as_deref());
+    let jt = job_type(&state, type_name)?;
+    let mut values = default_values(jt.as_ref(), q.preset.as_deref());
+    let label = match &source {
+        Some(job) => job.label.clone(),
+        None => format!(
+            "{} {}",
+            jt.name().to_lowercase().replace('_', " "),
+            chrono::Utc::now().format("%Y-%m-%d %H:%M")
+        ),
+    };
+    values.insert("label".into(), label);
+    if let Some(config) = source.as_ref().and_then(|j| j.config.as_ref()) {
+        if let Some(obj) = config.as_object() {
+            for (k, v) in obj {
+                values.insert(format!("cfg.{k}"), form_text(v));
+            }
+        }
+        values.insert(
+            "config_json".into(),
+            serde_json::to_string_pretty(config).unwrap_or_default(),
+        );
+    }
+    render(
+        &state,
+        jt.as_ref(),
+        &values,
+        q.preset.as_deref(),
+        HashMap::new(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Creates (and with `action=run` runs) the job, then shows it; a refusal redraws the form
+/// with the entered values and the message next to its field.
+pub async fn create_job(
+    state: web::Data<AppState>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, PageError> {
+    let values: HashMap<String, String> = form.into_inner().into_iter().collect();
+    let jt = job_type(&state, values.get("type").map(String::as_str))?;
+    let use_json = values.get("use_json").is_some_and(|v| v == "on") || jt.form().is_empty();
+    let config = if use_json {
+        let text = values.get("config_json").map_or("", String::as_str);
+        serde_json::from_str::<Value>(text).map_err(|e| {
+            HashMap::from([("config_json".to_string(), format!("not valid JSON: {e}"))])
+        })
+    } else {
+        config_from_fields(&jt.form(), &values)
+    };
+    let created = match config {
+        Ok(config) => {
+            let text = |k: &str| values.get(k).cloned().filter(|s| !s.is_empty());
+            let new = NewJob {
+                job_type: jt.name().to_string(),
+                label: text("label").unwrap_or_default(),
+                description: text("description"),
+                config: Some(config),
+                parent_job_id: None,
+            };
+            match service::create(&state, new).await {
+                Ok(job) if values.get("action").is_some_and(|a| a == "run") => {
+                    service::run(&state, job.job_id).await.map(|_| job)
+                }
+                other => other,
+            }
+            .map_err(|e| field_errors(e, use_json))
+        }
+        Err(errors) => Err(Ok(errors)),
+    };
+    match created {
+        Ok(job) => Ok(HttpResponse::SeeOther()
+            .insert_header(("Location", format!("/jobs/{}", job.job_id)))
+            .finish()),
+        Err(Ok(errors)) => {
+            render(
+                &state,
+                jt.as_ref(),
+                &values,
+                None,
+                errors,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
+        Err(Err(other)) => Err(other.into()),
+    }
+}
+
+/// A 422 as a message per form field (`config.X` is field X, or the JSON editor's when that
+/// was used); anything else stays an error page.
+fn field_errors(e: ApiError, use_json: bool) -> Result<HashMap<String, String>, ApiError> {
+    match e {
+        ApiError::Invalid { field, message } => {
+            let key = match field.as_deref() {
+                Some(f) if use_json && f.starts_with("config") => "config_json".to_string(),
+                Some(f) => f.strip_prefix("config.").unwrap_or(f).to_string(),
+                None => "form".to_string(),
+            };
+            Ok(HashMap::from([(key, message)]))
+        }
+        other => Err(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(kind: FieldKind) -> FormField {
+        FormField::new("x", kind, "")
+    }
+
+    #[test]
+    fn form_text_becomes_typed_config_values() {
+        assert_eq!(
+            field_value(&field(FieldKind::Integer), " 140 "),
+            Ok(Some(Value::from(140)))
+        );
+        assert_eq!(
+            field_value(&field(FieldKind::Number), "6519.5"),
+            Ok(Some(Value::from(6519.5)))
+        );
+        assert_eq!(
+            field_value(&field(FieldKind::List), "other, single peak,"),
+            Ok(Some(serde_json::json!(["other", "single peak"])))
+        );
+        assert_eq!(
+            field_value(&field(FieldKind::List), r#"["sh", "-c", "echo a, b"]"#),
+            Ok(Some(serde_json::json!(["sh", "-c", "echo a, b"])))
+        );
+        assert_eq!(
+            field_value(&field(FieldKind::Bool), "on"),
+            Ok(Some(Value::Bool(true)))
+        );
+        assert_eq!(
+            field_value(&field(FieldKind::Bool), ""),
+            Ok(Some(Value::Bool(false)))
+        );
+        assert_eq!(field_value(&field(FieldKind::Text), ""), Ok(None));
+    }
+
+    #[test]
+    fn a_wrong_field_is_named_with_its_complaint() {
+        assert!(
+            field_value(&field(FieldKind::Integer), "1.5")
+                .unwrap_err()
+                .contains("whole")
+        );
+        assert!(field_value(&field(FieldKind::Number), "inf").is_err());
+        assert_eq!(
+            field_value(&field(FieldKind::Text).required(), " "),
+            Err("required".to_string())
+        );
+        let fields = [
+            FormField::new("a", FieldKind::Integer, ""),
+            FormField::new("b", FieldKind::Integer, ""),
+        ];
+        let values = HashMap::from([
+            ("cfg.a".to_string(), "x".to_string()),
+            ("cfg.b".to_string(), "2".to_string()),
+        ]);
+        let errors = config_from_fields(&fields, &values).unwrap_err();
+        assert_eq!(errors.keys().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn a_config_error_goes_next_to_its_field() {
+        let e = ApiError::invalid("config.wave_point_count", "too small");
+        assert_eq!(
+            field_errors(e, false).unwrap()["wave_point_count"],
+            "too small"
+        );
+        let e = ApiError::invalid("config.wave_point_count", "too small");
+        assert_eq!(field_errors(e, true).unwrap()["config_json"], "too small");
+        let e = ApiError::invalid("label", "too long");
+        assert_eq!(field_errors(e, false).unwrap()["label"], "too long");
+    }
+
+    #[test]
+    fn form_text_of_a_list_is_comma_separated() {
+        assert_eq!(form_text(&serde_json::json!(["a", "b c"])), "a, b c");
+        assert_eq!(form_text(&serde_json::json!(3)), "3");
+    }
+}
