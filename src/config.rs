@@ -137,6 +137,8 @@ const NON_CONFIG_VARS: &[&str] = &[
     "MLJM_BENCH_DIR",
     "MLJM_REF_PYTHON",
     "MLJM_BENCH_DEVICE",
+    "MLJM_BENCH_DATABASE_URL",
+    "MLJM_REQUIRE_BROWSER",
 ];
 
 /// The flat names of the four flags, and `A__B` for any nested key.

@@ -2,7 +2,7 @@
 // form, the file browser's uploads and the labelling workspace. No framework, no build step.
 "use strict";
 
-const HALPHA = 6562.8;
+const HALPHA = 6562.8; // Å: Hα at rest, in air (6564.6 in vacuum; the shaded band covers both)
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"];
 
 function toast(message, ok) {
@@ -61,12 +61,17 @@ document.addEventListener("htmx:afterSwap", (e) => {
 
 // ---- plots -----------------------------------------------------------------------------
 
+// The Hα region (±15 Å, where the classes differ) shaded, and the line itself dashed.
 function markHalpha(u) {
   const [lo, hi] = [u.scales.x.min, u.scales.x.max];
   if (!(lo <= HALPHA && HALPHA <= hi)) return;
   const x = u.valToPos(HALPHA, "x", true);
   const ctx = u.ctx;
   ctx.save();
+  const x0 = u.valToPos(Math.max(lo, HALPHA - 15), "x", true);
+  const x1 = u.valToPos(Math.min(hi, HALPHA + 15), "x", true);
+  ctx.fillStyle = "rgba(214, 39, 40, 0.08)";
+  ctx.fillRect(x0, u.bbox.top, x1 - x0, u.bbox.height);
   ctx.strokeStyle = "rgba(214, 39, 40, 0.55)";
   ctx.setLineDash([5, 4]);
   ctx.lineWidth = 1.5 * devicePixelRatio;
