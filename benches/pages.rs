@@ -19,17 +19,15 @@ use uuid::Uuid;
 
 const JOBS: usize = 10_000;
 
+/// The JSON answer to `req`.
+async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 async fn wait_completed(http: &reqwest::Client, base: &str, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let job: Value = http
-            .get(format!("{base}/api/jobs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let job = json_of(http.get(format!("{base}/api/jobs/{id}"))).await;
         match job["phase"].as_str() {
             Some("COMPLETED") => return,
             Some("ERROR" | "ABORTED") => panic!("job failed: {job}"),
@@ -46,15 +44,8 @@ async fn create_and_run(
     job_type: &str,
     config: Value,
 ) -> Value {
-    let job: Value = http
-        .post(format!("{base}/api/jobs/"))
-        .json(&json!({"type": job_type, "label": job_type.to_lowercase(), "config": config}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({"type": job_type, "label": job_type.to_lowercase(), "config": config});
+    let job = json_of(http.post(format!("{base}/api/jobs/")).json(&body)).await;
     let id = job["job_id"].as_str().expect("job created").to_string();
     http.post(format!("{base}/api/jobs/{id}/process/RUN"))
         .send()

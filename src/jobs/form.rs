@@ -143,15 +143,23 @@ fn config_from_fields(
     }
 }
 
-/// The form text of a config value (lists comma-separated).
+/// The form text of a config value: lists comma-separated, or as JSON when an item holds a
+/// comma (or is not a string), so that the text reads back as the same list.
 fn form_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(items) if items.iter().all(Value::is_string) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .collect::<Vec<_>>()
-            .join(", "),
+        Value::Array(items)
+            if items.iter().all(|i| {
+                i.as_str()
+                    .is_some_and(|s| !s.contains(',') && s.trim() == s)
+            }) =>
+        {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
         other => other.to_string(),
     }
 }
@@ -438,8 +446,15 @@ mod tests {
     }
 
     #[test]
-    fn form_text_of_a_list_is_comma_separated() {
+    fn form_text_of_a_list_reads_back_as_the_same_list() {
         assert_eq!(form_text(&serde_json::json!(["a", "b c"])), "a, b c");
         assert_eq!(form_text(&serde_json::json!(3)), "3");
+        let list = FormField::new("x", FieldKind::List, "");
+        for v in [
+            serde_json::json!(["sh", "-c", "echo a, b"]),
+            serde_json::json!(["a", "b c"]),
+        ] {
+            assert_eq!(field_value(&list, &form_text(&v)), Ok(Some(v)));
+        }
     }
 }

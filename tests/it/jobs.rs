@@ -18,6 +18,7 @@ crate::on_both_backends!(
     unknown_config_keys_are_named_in_one_warning_line,
     an_external_runner_can_end_a_processing_job,
     deleting_a_job_deletes_its_labellings,
+    the_new_job_form_creates_runs_and_copies_a_job,
 );
 
 async fn a_script_job_goes_from_pending_to_completed_with_its_log(b: Backend) {
@@ -532,4 +533,70 @@ async fn deleting_a_job_deletes_its_labellings(b: Backend) {
         204
     );
     assert_eq!(count().await, 0, "labellings must cascade with their job");
+}
+
+/// The page form (no script needed): create and run, then "Copy and edit" fills the form with
+/// the job's config so that it reads back unchanged, commas inside arguments included.
+async fn the_new_job_form_creates_runs_and_copies_a_job(b: Backend) {
+    let app = spawn_app(b).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = [
+        ("type", "SCRIPT"),
+        ("label", "form job"),
+        ("description", ""),
+        ("cfg.command", r#"["sh", "-c", "echo a, b"]"#),
+        ("cfg.timeout_s", ""),
+        ("action", "run"),
+    ];
+    let resp = no_redirects
+        .post(app.url("/jobs/new"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let job_id = location.trim_start_matches("/jobs/").to_string();
+    app.wait_phase(&job_id, "COMPLETED", Duration::from_secs(20))
+        .await;
+    app.wait_log(&job_id, "a, b", Duration::from_secs(5)).await;
+    assert_eq!(
+        app.job(&job_id).await["config"],
+        json!({"command": ["sh", "-c", "echo a, b"]})
+    );
+
+    let copy = app
+        .get(&format!("/jobs/new?from={job_id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(copy.contains(r#"value="form job""#), "the label is copied");
+    assert!(
+        copy.contains("[&#34;sh&#34;,&#34;-c&#34;,&#34;echo a, b&#34;]")
+            || copy.contains("[&quot;sh&quot;,&quot;-c&quot;,&quot;echo a, b&quot;]"),
+        "the command is copied as a list that reads back the same"
+    );
+    // Only "Create": the job waits in PENDING.
+    let created = no_redirects
+        .post(app.url("/jobs/new"))
+        .form(&[
+            ("type", "SCRIPT"),
+            ("label", "later"),
+            ("cfg.command", "true"),
+            ("action", "create"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 303);
+    let later = created.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/jobs/")
+        .to_string();
+    assert_eq!(app.job(&later).await["phase"], "PENDING");
 }
