@@ -139,6 +139,9 @@ const NON_CONFIG_VARS: &[&str] = &[
     "MLJM_BENCH_DEVICE",
     "MLJM_BENCH_DATABASE_URL",
     "MLJM_REQUIRE_BROWSER",
+    // Set by mljm for the processes of a SCRIPT job (which may call mljm themselves).
+    "MLJM_JOB_ID",
+    "MLJM_JOB_DIR",
 ];
 
 /// The flat names of the four flags, and `A__B` for any nested key.

@@ -422,6 +422,10 @@ impl Runtime {
             .await?
             {
                 reaped += 1;
+                let killed = kill_job_processes(job.job_id);
+                if killed > 0 {
+                    tracing::warn!("job {}: killed {killed} process(es) it left", job.job_id);
+                }
                 if let Ok(log) = JobLog::open(&self.job_dir(&job.dir_path).join("log.txt")) {
                     log.line(&if retry {
                         format!("{reason}; queued again")
@@ -443,4 +447,41 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
+}
+
+/// Kills the processes on this host that a job started (they carry `MLJM_JOB_ID=<id>` in their
+/// environment, grandchildren included), so that a job whose worker died — even by SIGKILL,
+/// which leaves its process group behind — does not run on. Returns how many were killed.
+pub fn kill_job_processes(job_id: Uuid) -> usize {
+    let marker = format!("MLJM_JOB_ID={job_id}");
+    let me = std::process::id();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == marker.as_bytes())
+        {
+            // SAFETY: kill(2) with a pid read from /proc; at worst the process is already gone.
+            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                killed += 1;
+            }
+        }
+    }
+    killed
 }

@@ -8,5 +8,6 @@ mod helpers;
 mod jobs;
 mod preprocessing;
 mod queue;
+mod recovery;
 mod security;
 mod webdriver;

@@ -11,7 +11,7 @@ use std::{
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, Options, TestApp, id, spawn_app_with};
+use crate::helpers::{Backend, Options, TestApp, id, process_alive, spawn_app_with, wait_file};
 
 crate::on_both_backends!(
     two_worker_processes_and_serve_run_thirty_jobs_exactly_once,
@@ -142,10 +142,20 @@ async fn a_killed_worker_loses_its_job_and_the_next_job_runs(b: Backend) {
     .await;
     let tmp = app.data_dir.parent().unwrap().to_path_buf();
     let mut worker = start_worker(&app, &tmp.join("w.log"));
-    let job = app.create_script("doomed", "echo started; sleep 60").await;
+    let job = app
+        .create_script("doomed", "sleep 300 & echo $! > grandchild.pid; wait")
+        .await;
     app.run(&id(&job)).await;
     app.wait_phase(&id(&job), "PROCESSING", Duration::from_secs(20))
         .await;
+    let grandchild: i32 = wait_file(
+        &app.job_dir(&job).join("grandchild.pid"),
+        Duration::from_secs(10),
+    )
+    .await
+    .trim()
+    .parse()
+    .unwrap();
     let t0 = Instant::now();
     worker.0.kill().unwrap(); // SIGKILL
     worker.0.wait().unwrap();
@@ -162,6 +172,15 @@ async fn a_killed_worker_loses_its_job_and_the_next_job_runs(b: Backend) {
     );
     app.wait_log(&id(&job), "worker lost", Duration::from_secs(5))
         .await;
+    // The reaper (here the server's, on the same host) kills what the job left running.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_alive(grandchild) {
+        assert!(
+            Instant::now() < deadline,
+            "pid {grandchild} of the lost job still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let next = app.create_script("survivor", "echo fine").await;
     app.run(&id(&next)).await;
     let _worker = start_worker(&app, &tmp.join("w2.log"));

@@ -1,0 +1,259 @@
+//! Crash recovery: `mljm serve` killed with SIGKILL in the middle of a SCRIPT job and of a
+//! preprocessing run, then started again on the same data dir and database. No job stays
+//! PROCESSING, the killed job's processes are gone, every job is still listed, the next runs.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, TestDb, process_alive},
+    on_both_backends,
+    preprocessing::many_spectra,
+};
+
+on_both_backends!(
+    serve_killed_during_a_script_job_recovers_on_restart,
+    serve_killed_during_preprocessing_recovers_on_restart,
+);
+
+/// A `mljm serve` child process on a free port.
+struct Serve {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Serve {
+    async fn start(data_dir: &Path, db: &TestDb, log: &Path) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_mljm"))
+            .args(["serve", "--workers", "2", "--database-url", &db.url])
+            .arg("--bind")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("MLJM_WORKER__HEARTBEAT_S", "0.5")
+            .env("MLJM_WORKER__LOST_AFTER_S", "3")
+            .env("MLJM_WORKER__POLL_S", "0.2")
+            .env("MLJM_CONFIG", "/dev/null")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("mljm serve starts");
+        let serve = Serve {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while serve.try_get("/api/jobs/").await.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "serve never answered: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        serve
+    }
+
+    async fn try_get(&self, path: &str) -> Option<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.try_get(path).await.expect("serve answers")
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.post(format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    async fn create(&self, job_type: &str, label: &str, config: Value) -> String {
+        let job = self
+            .post(
+                "/api/jobs/",
+                Some(json!({"type": job_type, "label": label, "config": config})),
+            )
+            .await;
+        job["job_id"].as_str().unwrap().to_string()
+    }
+
+    async fn wait_phase(&self, id: &str, within: Duration, ok: &[&str]) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let job = self.get(&format!("/api/jobs/{id}")).await;
+            if ok.iter().any(|p| job["phase"] == *p) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "job never reached {ok:?}: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve_killed_during_a_script_job_recovers_on_restart(b: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let db = TestDb::create(&b, tmp.path()).await;
+    let serve = Serve::start(&data, &db, &tmp.path().join("serve1.log")).await;
+    let mut before = Vec::new();
+    for i in 0..3 {
+        before.push(
+            serve
+                .create(
+                    "SCRIPT",
+                    &format!("waiting {i}"),
+                    json!({"command": ["true"]}),
+                )
+                .await,
+        );
+    }
+    // The script's own child (a grandchild of serve) outlives a SIGKILL of serve unless
+    // recovery finds it.
+    let script = "sleep 300 & echo $! > grandchild.pid; wait";
+    let long = serve
+        .create("SCRIPT", "long", json!({"command": ["sh", "-c", script]}))
+        .await;
+    serve
+        .post(&format!("/api/jobs/{long}/process/RUN"), None)
+        .await;
+    let job = serve
+        .wait_phase(&long, Duration::from_secs(20), &["PROCESSING"])
+        .await;
+    let pid_file = data
+        .join("files")
+        .join(job["dir_path"].as_str().unwrap().trim_start_matches('/'))
+        .join("grandchild.pid");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let grandchild: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the script never started its child"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    serve.kill9();
+    assert!(
+        process_alive(grandchild),
+        "the grandchild outlived serve, as it would in production"
+    );
+
+    let t0 = Instant::now();
+    let serve = Serve::start(&data, &db, &tmp.path().join("serve2.log")).await;
+    let lost = serve
+        .wait_phase(&long, Duration::from_secs(30), &["ERROR"])
+        .await;
+    assert!(
+        lost["error"].as_str().unwrap().contains("worker lost"),
+        "{lost}"
+    );
+    eprintln!(
+        "the killed job ended in ERROR {:.1} s after the restart",
+        t0.elapsed().as_secs_f64()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_alive(grandchild) {
+        assert!(
+            Instant::now() < deadline,
+            "pid {grandchild} of the killed job still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed = serve.get("/api/jobs/?limit=100").await;
+    assert_eq!(
+        listed["total"], 4,
+        "every job created before the kill is listed"
+    );
+    for id in &before {
+        assert_eq!(
+            serve.get(&format!("/api/jobs/{id}")).await["phase"],
+            "PENDING"
+        );
+    }
+    serve
+        .post(&format!("/api/jobs/{}/process/RUN", before[0]), None)
+        .await;
+    serve
+        .wait_phase(&before[0], Duration::from_secs(20), &["COMPLETED"])
+        .await;
+}
+
+async fn serve_killed_during_preprocessing_recovers_on_restart(b: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    many_spectra(&data.join("spectra"), 10_000);
+    let db = TestDb::create(&b, tmp.path()).await;
+    let serve = Serve::start(&data, &db, &tmp.path().join("serve1.log")).await;
+    let config = json!({"data_dir_path": "/", "wave_start_point": 3800, "wave_end_point": 9000, "wave_point_count": 600});
+    let prep = serve.create("DATA_PREPROCESSING", "survey", config).await;
+    serve
+        .post(&format!("/api/jobs/{prep}/process/RUN"), None)
+        .await;
+    let job = serve
+        .wait_phase(&prep, Duration::from_secs(20), &["PROCESSING", "COMPLETED"])
+        .await;
+    let was = job["phase"].clone();
+    serve.kill9();
+
+    let serve = Serve::start(&data, &db, &tmp.path().join("serve2.log")).await;
+    // Preprocessing is safe to retry: the reaper queues it again and it runs to the end.
+    let done = serve
+        .wait_phase(&prep, Duration::from_secs(60), &["COMPLETED", "ERROR"])
+        .await;
+    eprintln!("killed while {was}; after the restart: {}", done["phase"]);
+    assert_eq!(done["phase"], "COMPLETED", "{done}");
+    let dir = data
+        .join("files")
+        .join(job["dir_path"].as_str().unwrap().trim_start_matches('/'));
+    let set = mljm::science::h5::read_spectra(&dir.join("result.h5")).unwrap();
+    assert_eq!(set.filenames.len(), 10_000);
+    let next = serve
+        .create("SCRIPT", "next", json!({"command": ["true"]}))
+        .await;
+    serve
+        .post(&format!("/api/jobs/{next}/process/RUN"), None)
+        .await;
+    serve
+        .wait_phase(&next, Duration::from_secs(20), &["COMPLETED"])
+        .await;
+}
