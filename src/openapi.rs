@@ -51,7 +51,7 @@ pub fn build() -> Value {
     let e422 = ("422", "invalid input; `field` names it", err.clone());
     let parent = query("parent_dir_path", "string");
     let multipart = json!({ "required": true, "content": { "multipart/form-data": { "schema": {
-        "type": "object", "properties": { "file": { "type": "string", "format": "binary" } } } } } });
+        "type": "object", "properties": { "file": { "type": "string", "contentMediaType": "application/octet-stream" } } } } } });
     json!({
         "openapi": "3.1.0",
         "info": { "title": "mljm", "version": env!("CARGO_PKG_VERSION"),
@@ -66,7 +66,7 @@ pub fn build() -> Value {
                 "post": op("Create and run a SCRIPT job from a config part and an entrypoint file", &[],
                     Some(json!({ "required": true, "content": { "multipart/form-data": { "schema": { "type": "object",
                         "properties": { "config": { "type": "string", "description": "JSON: label, description, command, env, timeout_s" },
-                                        "entrypoint": { "type": "string", "format": "binary" } } } } } })),
+                                        "entrypoint": { "type": "string", "contentMediaType": "application/octet-stream" } } } } } })),
                     &[("202", "queued", Some(r("Job"))), e422.clone()]),
             },
             "/api/jobs/{job_id}": {
@@ -128,7 +128,7 @@ pub fn build() -> Value {
             },
             "/api/files/{filename}/upload": {
                 "post": op("Upload a file (streamed; files.upload_limit)", &[path_param("filename", None), parent.clone()], Some(multipart),
-                    &[("201", "stored", None), ("413", "larger than the limit", err.clone()), e422.clone()]),
+                    &[("201", "stored", None), ("409", "a directory has that name", err.clone()), ("413", "larger than the limit", err.clone()), e422.clone()]),
             },
             "/api/files/{filename}/download": {
                 "get": {
@@ -143,7 +143,7 @@ pub fn build() -> Value {
             },
             "/api/files/directories/{dirname}": {
                 "post": op("Create a directory", &[path_param("dirname", None), parent.clone()], None, &[("201", "created", None), ("409", "exists", err.clone()), e422.clone()]),
-                "delete": op("Delete a directory recursively", &[path_param("dirname", None), parent.clone()], None, &[("204", "deleted", None), ("404", "no such directory", err.clone()), e422.clone()]),
+                "delete": op("Delete a directory recursively", &[path_param("dirname", None), parent.clone()], None, &[("204", "deleted", None), ("404", "no such directory", err.clone()), ("409", "the JOBS directory (delete jobs instead)", err.clone()), e422.clone()]),
             },
         },
         "components": { "schemas": schemas() }
@@ -207,8 +207,45 @@ fn schemas() -> Value {
     })
 }
 
+/// Answers every operation can give, whatever its domain: 422 (a path, query or body that does
+/// not parse), 421 (a foreign Host header), and for state changes 403 (another site) and, with
+/// a body, 413 (over the size limit). Added where an operation does not name them itself.
+fn add_common_responses(doc: &mut Value) {
+    let error = json!({ "application/json": { "schema": r("Error") } });
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (method, op) in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|ops| ops.iter_mut())
+    {
+        let changes = method != "get";
+        let has_body = op.get("requestBody").is_some();
+        let responses = &mut op["responses"];
+        let mut add = |code: &str, description: &str| {
+            if responses.get(code).is_none() {
+                responses[code] = json!({ "description": description, "content": error.clone() });
+            }
+        };
+        add(
+            "421",
+            "the Host header names another server (server.allowed_hosts)",
+        );
+        add("422", "invalid path, query or body; `field` names it");
+        if changes {
+            add("403", "a state change requested by another site");
+        }
+        if has_body {
+            add("413", "the body is larger than the server's limit");
+        }
+    }
+}
+
 pub async fn document() -> HttpResponse {
-    HttpResponse::Ok().json(build())
+    let mut doc = build();
+    add_common_responses(&mut doc);
+    HttpResponse::Ok().json(doc)
 }
 
 pub async fn docs_page() -> HttpResponse {

@@ -24,8 +24,9 @@ impl From<PathError> for ApiError {
     }
 }
 
-/// One path component: not empty, `.` or `..`, without `/`, NUL or a still-encoded separator
-/// (the router leaves `%2F` encoded, and a name like `..%2Fx` is an attack, not a file).
+/// One path component: not empty, `.` or `..`, without `/`, control characters (NUL
+/// included: they cannot go into a download's headers) or a still-encoded separator (the
+/// router leaves `%2F` encoded, and a name like `..%2Fx` is an attack, not a file).
 pub fn file_name(name: &str) -> Result<String, PathError> {
     let lower = name.to_ascii_lowercase();
     let encoded_separator = lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00");
@@ -33,7 +34,7 @@ pub fn file_name(name: &str) -> Result<String, PathError> {
         || name == "."
         || name == ".."
         || name.contains('/')
-        || name.contains('\0')
+        || name.chars().any(char::is_control)
         || name.len() > 255
         || encoded_separator
     {
@@ -131,11 +132,21 @@ mod tests {
     }
 
     #[test]
-    fn names_with_slashes_or_dots_are_refused() {
-        for bad in ["", ".", "..", "a/b", "/etc/passwd", "a\0b"] {
+    fn names_with_slashes_dots_or_control_characters_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "/etc/passwd",
+            "a\0b",
+            "\u{97}c\u{6}",
+            "tab\there",
+        ] {
             assert!(file_name(bad).is_err(), "{bad:?}");
         }
         assert!(file_name("..hidden").is_ok());
+        assert!(file_name("notes α.txt").is_ok());
     }
 
     #[test]
