@@ -128,14 +128,15 @@ async fn main() {
         data_dir: data.clone(),
         ..Config::default()
     };
-    let backend = match std::env::var("MLJM_BENCH_DATABASE_URL") {
+    let pg = match std::env::var("MLJM_BENCH_DATABASE_URL") {
         Ok(admin) if !admin.is_empty() => {
             let name = format!("mljm_bench_{}", Uuid::new_v4().simple());
             config.database_url = mljm::db::create_database(&admin, &name).await.unwrap();
-            "PostgreSQL"
+            Some((admin, name))
         }
-        _ => "SQLite",
+        _ => None,
     };
+    let backend = if pg.is_some() { "PostgreSQL" } else { "SQLite" };
     config.server.bind = "127.0.0.1:0".into();
     let app = Application::build(config.clone())
         .await
@@ -247,6 +248,9 @@ async fn main() {
             "{name:<36} {med:>10.2} {max:>10.2} {:>10.1}",
             size as f64 / 1024.0
         );
+    }
+    if let Some((admin, name)) = pg {
+        let _ = mljm::db::drop_database(&admin, &name).await;
     }
     println!(
         "slowest median {worst:.2} ms: {}",

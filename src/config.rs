@@ -138,6 +138,8 @@ const NON_CONFIG_VARS: &[&str] = &[
     "MLJM_REF_PYTHON",
     "MLJM_BENCH_DEVICE",
     "MLJM_BENCH_DATABASE_URL",
+    "MLJM_BENCH_CLIENTS",
+    "MLJM_BENCH_SECONDS",
     "MLJM_REQUIRE_BROWSER",
     // Set by mljm for the processes of a SCRIPT job (which may call mljm themselves).
     "MLJM_JOB_ID",

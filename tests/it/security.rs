@@ -9,6 +9,7 @@ crate::on_both_backends!(
     cross_site_posts_are_refused_and_same_origin_ones_served,
     a_foreign_host_header_is_misdirected,
     a_json_body_above_the_limit_is_413,
+    every_bound_of_spec_10_holds_at_its_edge,
     pages_escape_user_text_and_htmx_gets_the_partial,
     the_job_page_shows_the_end_of_a_long_log,
     the_openapi_document_names_every_endpoint,
@@ -229,4 +230,133 @@ async fn the_job_page_shows_the_end_of_a_long_log(b: Backend) {
     );
     assert!(!tail.contains("line 0 of"));
     assert!(tail.lines().count() <= 200);
+}
+
+/// Each bound of SPEC §10 at its edge: the last allowed value is accepted, one past it is a 422
+/// whose message names the field and the range (or a 413 for the body size).
+async fn every_bound_of_spec_10_holds_at_its_edge(b: Backend) {
+    let app = spawn_app_with(
+        b,
+        Options {
+            tweak: |c| c.server.json_limit = 4096,
+            ..Default::default()
+        },
+    )
+    .await;
+    let prep = json!({"data_dir_path": "/", "wave_start_point": 6519, "wave_end_point": 6732, "wave_point_count": 140});
+    let al = json!({"iteration": 0, "classes": ["a", "b"], "candidate_classes": ["b"], "pool_data_path": "/p.h5"});
+    let with = |base: &Value, field: &str, v: Value| {
+        let mut c = base.clone();
+        c[field] = v;
+        c
+    };
+    // (job type, config allowed, config one past the edge, field, words of the message)
+    let cases = [
+        (
+            "DATA_PREPROCESSING",
+            with(&prep, "wave_point_count", json!(2)),
+            with(&prep, "wave_point_count", json!(1)),
+            "wave_point_count",
+            "from 2 to 100000",
+        ),
+        (
+            "DATA_PREPROCESSING",
+            with(&prep, "wave_point_count", json!(100_000)),
+            with(&prep, "wave_point_count", json!(100_001)),
+            "wave_point_count",
+            "from 2 to 100000",
+        ),
+        (
+            "DATA_PREPROCESSING",
+            with(&prep, "wave_end_point", json!(6519.001)),
+            with(&prep, "wave_end_point", json!(6519)),
+            "wave_end_point",
+            "greater than wave_start_point",
+        ),
+        (
+            "ACTIVE_ML",
+            with(&al, "epochs_train", json!(100_000)),
+            with(&al, "epochs_train", json!(100_001)),
+            "epochs_train",
+            "from 1 to 100000",
+        ),
+        (
+            "ACTIVE_ML",
+            with(&al, "epochs_train", json!(1)),
+            with(&al, "epochs_train", json!(0)),
+            "epochs_train",
+            "at least 1",
+        ),
+        (
+            "ACTIVE_ML",
+            with(&al, "batch_size_train", json!(1)),
+            with(&al, "batch_size_train", json!(0)),
+            "batch_size_train",
+            "at least 1",
+        ),
+        (
+            "ACTIVE_ML",
+            with(&al, "batch_size_predict", json!(1)),
+            with(&al, "batch_size_predict", json!(0)),
+            "batch_size_predict",
+            "at least 1",
+        ),
+        (
+            "ACTIVE_ML",
+            with(&al, "oracle_batch_size", json!(1)),
+            with(&al, "oracle_batch_size", json!(0)),
+            "oracle_batch_size",
+            "at least 1",
+        ),
+        (
+            "ACTIVE_ML",
+            with(&al, "perf_est_batch_size", json!(1)),
+            with(&al, "perf_est_batch_size", json!(0)),
+            "perf_est_batch_size",
+            "at least 1",
+        ),
+    ];
+    for (job_type, allowed, refused, field, words) in cases {
+        let ok = app.post_job(job_type, &allowed).await;
+        assert_eq!(
+            ok.status(),
+            201,
+            "{job_type} {allowed}: {:?}",
+            ok.text().await
+        );
+        let bad = app.post_job(job_type, &refused).await;
+        assert_eq!(bad.status(), 422, "{job_type} {refused}");
+        let e: Value = bad.json().await.unwrap();
+        assert_eq!(e["field"], format!("config.{field}"), "{e}");
+        assert!(e["message"].as_str().unwrap().contains(words), "{e}");
+    }
+    // Label 1–50 and description ≤ 255 characters, no control characters.
+    let job = |label: String, description: String| json!({"type": "SCRIPT", "label": label, "description": description, "config": {"command": ["true"]}});
+    for (body, status, field) in [
+        (job("é".repeat(50), "é".repeat(255)), 201, None),
+        (job("é".repeat(51), String::new()), 422, Some("label")),
+        (job("x".into(), "é".repeat(256)), 422, Some("description")),
+        (job("a\u{7}b".into(), String::new()), 422, Some("label")),
+        (job("x".into(), "nul\0".into()), 422, Some("description")),
+    ] {
+        let r = app.post_json("/api/jobs/", &body).await;
+        assert_eq!(r.status(), status, "{body}");
+        if let Some(f) = field {
+            let e: Value = r.json().await.unwrap();
+            assert_eq!(e["field"], f, "{e}");
+        }
+    }
+    // The JSON body limit (4096 bytes here): just under passes, just over is a 413.
+    let padded = |n: usize| json!({"type": "SCRIPT", "label": "edge", "description": "", "config": {"command": ["echo", "x".repeat(n)]}});
+    let base = serde_json::to_vec(&padded(0)).unwrap().len();
+    let at_limit = padded(4096 - base);
+    assert_eq!(serde_json::to_vec(&at_limit).unwrap().len(), 4096);
+    assert_eq!(app.post_json("/api/jobs/", &at_limit).await.status(), 201);
+    let over = app.post_json("/api/jobs/", &padded(4097 - base)).await;
+    assert_eq!(over.status(), 413);
+    let e: Value = over.json().await.unwrap();
+    assert!(
+        e["message"].as_str().unwrap().contains("server.json_limit"),
+        "{e}"
+    );
 }
