@@ -21,7 +21,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Deserialize)]
 pub struct Browse {
     path: Option<String>,
+    offset: Option<usize>,
 }
+
+/// Entries per page: a folder of 10,000 job directories is read whole but drawn in pages.
+const PAGE: usize = 500;
 
 struct Row {
     name: String,
@@ -39,6 +43,11 @@ struct FileList {
     path_enc: String,
     directories: Vec<(String, String, String)>,
     files: Vec<Row>,
+    total: usize,
+    /// (first shown, last shown) when the folder holds more than a page.
+    shown: Option<(usize, usize)>,
+    prev: Option<usize>,
+    next: Option<usize>,
 }
 
 impl askama::filters::HtmlSafe for FileList {}
@@ -53,7 +62,11 @@ struct FilesPage {
     upload_limit: String,
 }
 
-fn file_list(listing: Listing) -> FileList {
+/// A page of a folder read by `list_part` from `offset` (folders first, then files).
+fn file_list(listing: Listing, offset: usize) -> FileList {
+    let total = listing.total;
+    let end = (offset + PAGE).min(total);
+    let paged = total > PAGE;
     let path = listing.parent_dir_path.clone();
     let enc = url_part(&path);
     let child = |name: &str| match path.as_str() {
@@ -91,6 +104,10 @@ fn file_list(listing: Listing) -> FileList {
             .collect(),
         path_enc: enc.clone(),
         path,
+        total,
+        shown: paged.then_some((offset + 1, end)),
+        prev: (offset > 0).then(|| offset.saturating_sub(PAGE)),
+        next: (end < total).then_some(end),
     }
 }
 
@@ -102,10 +119,11 @@ async fn files_page(
     let path = q.path.clone().unwrap_or_else(|| "/".into());
     let storage = state.storage.clone();
     let asked = path.clone();
-    let listing = web::block(move || service::list(&storage, &asked))
+    let offset = q.offset.unwrap_or(0);
+    let listing = web::block(move || service::list_part(&storage, &asked, offset, PAGE))
         .await
         .map_err(|e| crate::error::ApiError::Internal(anyhow::anyhow!("listing: {e}")))??;
-    let list = file_list(listing);
+    let list = file_list(listing, offset);
     if is_htmx(&req) {
         return html(list.render());
     }
@@ -123,4 +141,50 @@ async fn files_page(
         }
         .render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::files::model::Storage;
+
+    #[test]
+    fn a_big_folder_is_drawn_in_pages_folders_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::open(tmp.path()).unwrap();
+        for i in 0..700 {
+            std::fs::create_dir(storage.root().join(format!("d{i:05}"))).unwrap();
+        }
+        for i in 0..400 {
+            std::fs::write(storage.root().join(format!("f{i:05}")), "x").unwrap();
+        }
+        let page = |offset| {
+            file_list(
+                service::list_part(&storage, "/", offset, PAGE).unwrap(),
+                offset,
+            )
+        };
+        let first = page(0);
+        assert_eq!((first.directories.len(), first.files.len()), (500, 0));
+        assert_eq!(
+            (first.shown, first.prev, first.next),
+            (Some((1, 500)), None, Some(500))
+        );
+        let second = page(500);
+        assert_eq!((second.directories.len(), second.files.len()), (200, 300));
+        assert_eq!(second.directories[0].2, "d00500");
+        assert_eq!(
+            (second.files[0].name.as_str(), second.files[0].size.as_str()),
+            ("f00000", "1 B")
+        );
+        let last = page(1000);
+        assert_eq!((last.directories.len(), last.files.len()), (0, 100));
+        assert_eq!(last.files[0].name, "f00300");
+        assert_eq!((last.shown, last.next), (Some((1001, 1100)), None));
+        let whole = service::list(&storage, "/").unwrap();
+        assert_eq!(
+            (whole.directories.len(), whole.files.len(), whole.total),
+            (700, 400, 1100)
+        );
+    }
 }

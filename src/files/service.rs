@@ -35,6 +35,18 @@ fn not_found(what: &str, parent: &str) -> ApiError {
 }
 
 pub fn list(storage: &Storage, parent_dir_path: &str) -> Result<Listing, ApiError> {
+    list_part(storage, parent_dir_path, 0, usize::MAX)
+}
+
+/// A folder's entries, folders first and then files, each in name order; only the `limit`
+/// entries from `offset` on are in the listing (and only their files are stat'ed), while the
+/// counts are the folder's. The file browser draws a 10,000-job `/JOBS` this way.
+pub fn list_part(
+    storage: &Storage,
+    parent_dir_path: &str,
+    offset: usize,
+    limit: usize,
+) -> Result<Listing, ApiError> {
     let dir = storage.dir(parent_dir_path)?;
     let shown = display(&normalize(parent_dir_path)?);
     let entries = match std::fs::read_dir(&dir) {
@@ -49,32 +61,47 @@ pub fn list(storage: &Storage, parent_dir_path: &str) -> Result<Listing, ApiErro
         }
         Err(e) => return Err(e.into()),
     };
-    let (mut files, mut directories) = (Vec::new(), Vec::new());
+    // The entry's own type (a symlink is not followed), from readdir: no stat per entry.
+    let (mut file_names, mut dir_names) = (Vec::new(), Vec::new());
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with(".upload-") {
             continue;
         }
-        let meta = entry.metadata()?;
-        if meta.is_dir() {
-            directories.push(DirEntry { dirname: name });
-        } else {
-            let modified_at = meta.modified().ok().map(DateTime::<Utc>::from);
-            files.push(FileEntry {
-                filename: name,
-                size: meta.len(),
-                modified_at,
-            });
+        match entry.file_type()?.is_dir() {
+            true => dir_names.push(name),
+            false => file_names.push(name),
         }
     }
-    files.sort_by(|a, b| a.filename.cmp(&b.filename));
-    directories.sort_by(|a, b| a.dirname.cmp(&b.dirname));
+    dir_names.sort();
+    file_names.sort();
+    let (file_count, directory_count) = (file_names.len(), dir_names.len());
+    let end = offset.saturating_add(limit);
+    let directories = dir_names
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|dirname| DirEntry { dirname })
+        .collect();
+    let files = file_names
+        .into_iter()
+        .skip(offset.saturating_sub(directory_count))
+        .take(end.saturating_sub(directory_count.max(offset)))
+        .map(|filename| {
+            let meta = std::fs::symlink_metadata(dir.join(&filename))?;
+            Ok(FileEntry {
+                modified_at: meta.modified().ok().map(DateTime::<Utc>::from),
+                size: meta.len(),
+                filename,
+            })
+        })
+        .collect::<Result<Vec<_>, std::io::Error>>()?;
     Ok(Listing {
         parent_dir_path: shown,
-        total: files.len() + directories.len(),
-        file_count: files.len(),
-        directory_count: directories.len(),
+        total: file_count + directory_count,
+        file_count,
+        directory_count,
         files,
         directories,
     })
@@ -146,7 +173,8 @@ pub fn existing_file(
 }
 
 /// Paths (as the files root shows them) of files ending in one of `extensions`, newest first,
-/// at most `limit` and at most `depth` folders deep: what a form offers to pick from.
+/// at most `limit` and at most `depth` folders deep: what a form offers to pick from. `/JOBS`
+/// is left out (thousands of job folders; the jobs table knows their outputs).
 pub fn find_by_extension(
     storage: &Storage,
     extensions: &[&str],
@@ -169,7 +197,7 @@ pub fn find_by_extension(
             let Ok(meta) = entry.metadata() else { continue };
             let path = format!("{shown}/{name}");
             if meta.is_dir() && !entry.file_type().is_ok_and(|t| t.is_symlink()) {
-                if level + 1 < depth {
+                if level + 1 < depth && !(level == 0 && name == "JOBS") {
                     stack.push((entry.path(), path, level + 1));
                 }
             } else if meta.is_file() && extensions.iter().any(|e| name.ends_with(e)) {

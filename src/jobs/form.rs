@@ -211,12 +211,7 @@ async fn render(
             serde_json::to_string_pretty(&config).unwrap_or_default()
         }
     };
-    let storage = state.storage.clone();
-    let h5_files = web::block(move || {
-        crate::files::service::find_by_extension(&storage, &[".h5", ".hdf5"], 4, 300)
-    })
-    .await
-    .unwrap_or_default();
+    let h5_files = hdf5_choices(state).await?;
     let page = NewJobPage {
         layout: Layout::new(state, "new").await,
         types: state.registry.names(),
@@ -239,6 +234,42 @@ async fn render(
         errors,
     };
     html_status(status, page.render())
+}
+
+/// HDF5 files to offer as pools and training sets: the outputs of the newest finished
+/// preprocessing and active-learning jobs, then those the researcher put outside `/JOBS`.
+async fn hdf5_choices(state: &AppState) -> Result<Vec<String>, ApiError> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+    use crate::db::entities::job::{Column as C, Entity};
+    let dirs: Vec<String> = Entity::find()
+        .select_only()
+        .column(C::DirPath)
+        .filter(C::JobType.is_in(["DATA_PREPROCESSING", "ACTIVE_ML"]))
+        .filter(C::Phase.eq(super::model::Phase::Completed))
+        .order_by_desc(C::CreatedAt)
+        .limit(100)
+        .into_tuple()
+        .all(&state.db)
+        .await?;
+    let storage = state.storage.clone();
+    let found = web::block(move || {
+        let mut found: Vec<String> = dirs
+            .iter()
+            .flat_map(|d| [format!("{d}/result.h5"), format!("{d}/training_data.h5")])
+            .filter(|p| storage.root().join(p.trim_start_matches('/')).is_file())
+            .collect();
+        found.extend(crate::files::service::find_by_extension(
+            &storage,
+            &[".h5", ".hdf5"],
+            4,
+            100,
+        ));
+        found
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("listing HDF5 files: {e}")))?;
+    Ok(found)
 }
 
 fn job_type(

@@ -41,6 +41,8 @@ struct JobsList<'a> {
 #[template(path = "jobs/rows.html")]
 struct JobRows<'a> {
     page: &'a JobPage,
+    /// Jobs waiting in the queue: an htmx poll swaps the header's count out of band.
+    queued: Option<u64>,
     phase: String,
     job_type: String,
     next_offset: Option<u64>,
@@ -117,7 +119,9 @@ async fn jobs_page(
     let phase = q.phase.clone().unwrap_or_default();
     let job_type = q.job_type.clone().unwrap_or_default();
     let page = service::list(&state, q).await?;
+    let layout = Layout::new(&state, "jobs").await;
     let rows = JobRows {
+        queued: is_htmx(&req).then_some(layout.queued),
         next_offset: Some(page.offset + page.limit).filter(|n| *n < page.total),
         prev_offset: (page.offset > 0).then(|| page.offset.saturating_sub(page.limit)),
         page: &page,
@@ -129,7 +133,7 @@ async fn jobs_page(
     }
     html(
         JobsList {
-            layout: Layout::new(&state, "jobs").await,
+            layout,
             rows,
             phases: &Phase::ALL,
             types: state.registry.names(),

@@ -10,11 +10,17 @@ use ndarray::{Array2, ArrayView2, s};
 /// Bytes of flux rows buffered (and written per HDF5 chunk).
 const CHUNK_BYTES: usize = 1 << 20;
 
+/// Rows after which the file is closed and opened again: HDF5 keeps each global-heap
+/// collection of the variable-length `filenames` in memory until the file closes (~60 bytes a
+/// row), which would grow with the survey.
+const REOPEN_ROWS: usize = 16_384;
+
 /// Appends spectra to a new file; [`SpectraWriter::finish`] closes it.
 pub struct SpectraWriter {
-    file: File,
-    filenames: Dataset,
-    fluxes: Dataset,
+    path: std::path::PathBuf,
+    rows_since_open: usize,
+    /// `None` only for the moment between closing and opening again.
+    open: Option<Handles>,
     points: usize,
     rows: usize,
     names: Vec<VarLenUnicode>,
@@ -22,20 +28,24 @@ pub struct SpectraWriter {
     chunk_rows: usize,
 }
 
+struct Handles {
+    file: File,
+    filenames: Dataset,
+    fluxes: Dataset,
+}
+
 impl SpectraWriter {
+    fn handles(&self) -> hdf5::Result<&Handles> {
+        self.open
+            .as_ref()
+            .ok_or_else(|| hdf5::Error::from("the file could not be opened again"))
+    }
+
     pub fn create(path: &Path, wave: &[f64]) -> hdf5::Result<SpectraWriter> {
         let points = wave.len();
         let chunk_rows = (CHUNK_BYTES / (points.max(1) * 8)).clamp(1, 4096);
-        // HDF5's metadata cache may grow to 32 MiB as chunks and string-heap blocks accumulate;
-        // a small cap keeps a survey-sized file's memory flat (its entries are written out).
-        let cache = hdf5::plist::file_access::MetadataCacheConfig {
-            initial_size: 1 << 20,
-            min_size: 1 << 20,
-            max_size: 2 << 20,
-            ..Default::default()
-        };
         let file = File::with_options()
-            .with_fapl(|p| p.mdc_config(&cache))
+            .with_fapl(|p| p.mdc_config(&small_cache()))
             .create(path)?;
         file.new_dataset::<f64>()
             .shape(points)
@@ -52,9 +62,13 @@ impl SpectraWriter {
             .shape(0..)
             .create("filenames")?;
         Ok(SpectraWriter {
-            file,
-            filenames,
-            fluxes,
+            path: path.to_path_buf(),
+            rows_since_open: 0,
+            open: Some(Handles {
+                file,
+                filenames,
+                fluxes,
+            }),
             points,
             rows: 0,
             names: Vec::with_capacity(chunk_rows),
@@ -88,15 +102,37 @@ impl SpectraWriter {
             return Ok(());
         }
         let (start, end) = (self.rows, self.rows + n);
-        self.fluxes.resize((end, self.points))?;
+        let h = self.handles()?;
+        h.fluxes.resize((end, self.points))?;
         let block = ArrayView2::from_shape((n, self.points), &self.buffer)
             .map_err(|e| hdf5::Error::from(e.to_string()))?;
-        self.fluxes.write_slice(block, s![start..end, ..])?;
-        self.filenames.resize(end)?;
-        self.filenames.write_slice(&self.names, s![start..end])?;
+        h.fluxes.write_slice(block, s![start..end, ..])?;
+        h.filenames.resize(end)?;
+        h.filenames.write_slice(&self.names, s![start..end])?;
         self.rows = end;
+        self.rows_since_open += n;
         self.names.clear();
         self.buffer.clear();
+        if self.rows_since_open >= REOPEN_ROWS {
+            self.reopen()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the file and opens it again, which lets HDF5 free what it holds per file.
+    fn reopen(&mut self) -> hdf5::Result<()> {
+        self.handles()?.file.flush()?;
+        // Every handle must go first: a second open of a file still open shares its state.
+        self.open = None;
+        let file = File::with_options()
+            .with_fapl(|p| p.mdc_config(&small_cache()))
+            .open_rw(&self.path)?;
+        self.open = Some(Handles {
+            filenames: file.dataset("filenames")?,
+            fluxes: file.dataset("fluxes")?,
+            file,
+        });
+        self.rows_since_open = 0;
         Ok(())
     }
 
@@ -110,8 +146,9 @@ impl SpectraWriter {
         let (mut start, mut dst) = (first as usize, first as usize);
         while start < self.rows {
             let end = (start + self.chunk_rows).min(self.rows);
-            let fluxes: Array2<f64> = self.fluxes.read_slice_2d(s![start..end, ..])?;
-            let names = self
+            let h = self.handles()?;
+            let fluxes: Array2<f64> = h.fluxes.read_slice_2d(s![start..end, ..])?;
+            let names = h
                 .filenames
                 .read_slice_1d::<VarLenUnicode, _>(s![start..end])?;
             for i in start..end {
@@ -124,9 +161,9 @@ impl SpectraWriter {
             if kept > 0 {
                 let block = ArrayView2::from_shape((kept, self.points), &self.buffer)
                     .map_err(|e| hdf5::Error::from(e.to_string()))?;
-                self.fluxes.write_slice(block, s![dst..dst + kept, ..])?;
-                self.filenames
-                    .write_slice(&self.names, s![dst..dst + kept])?;
+                let h = self.handles()?;
+                h.fluxes.write_slice(block, s![dst..dst + kept, ..])?;
+                h.filenames.write_slice(&self.names, s![dst..dst + kept])?;
             }
             dst += kept;
             self.names.clear();
@@ -134,14 +171,16 @@ impl SpectraWriter {
             start = end;
         }
         self.rows = dst;
-        self.fluxes.resize((dst, self.points))?;
-        self.filenames.resize(dst)
+        let h = self.handles()?;
+        h.fluxes.resize((dst, self.points))?;
+        h.filenames.resize(dst)
     }
 
     /// An extra one-dimensional dataset (`labels`, `oracle_indexes`, …) beside the spectra.
     pub fn add<T: hdf5::H5Type>(&self, name: &str, values: &[T]) -> hdf5::Result<()> {
         let named = |e: hdf5::Error| hdf5::Error::from(format!("dataset {name}: {e}"));
         let ds = self
+            .handles()?
             .file
             .new_dataset::<T>()
             .shape(values.len())
@@ -153,8 +192,19 @@ impl SpectraWriter {
     /// Writes what is buffered and closes the file; returns the number of rows.
     pub fn finish(mut self) -> hdf5::Result<usize> {
         self.flush()?;
-        self.file.flush()?;
+        self.handles()?.file.flush()?;
         Ok(self.rows)
+    }
+}
+
+/// HDF5's metadata cache may grow to 32 MiB as chunks and string-heap blocks accumulate; a
+/// small cap keeps a survey-sized file's memory flat (its entries are written out).
+fn small_cache() -> hdf5::plist::file_access::MetadataCacheConfig {
+    hdf5::plist::file_access::MetadataCacheConfig {
+        initial_size: 1 << 20,
+        min_size: 1 << 20,
+        max_size: 2 << 20,
+        ..Default::default()
     }
 }
 
@@ -294,6 +344,28 @@ mod tests {
             ["spec-0.fits", "spec-1.fits", "spec-2.fits"]
         );
         assert_eq!(head.fluxes.row(2).to_vec(), vec![2.0; 300]);
+    }
+
+    #[test]
+    fn a_file_closed_and_opened_again_while_written_reads_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.h5");
+        let mut w = SpectraWriter::create(&p, &[1.0, 2.0]).unwrap();
+        let n = 2 * REOPEN_ROWS + 100;
+        for i in 0..n {
+            w.push(&format!("spec-{i}.fits"), &[i as f64, -(i as f64)])
+                .unwrap();
+        }
+        w.remove_rows(&[3, (n - 1) as u64]).unwrap();
+        assert_eq!(w.finish().unwrap(), n - 2);
+        let set = read_spectra(&p).unwrap();
+        assert_eq!(set.filenames.len(), n - 2);
+        assert_eq!(set.filenames[3], "spec-4.fits");
+        assert_eq!(set.filenames[n - 3], format!("spec-{}.fits", n - 2));
+        assert_eq!(
+            set.row(REOPEN_ROWS + 7),
+            [(REOPEN_ROWS + 8) as f64, -((REOPEN_ROWS + 8) as f64)]
+        );
     }
 
     #[test]

@@ -31,11 +31,39 @@ struct SpectrumPage {
     plot: Option<String>,
 }
 
-/// Metadata as (field, text) rows; absent values are left out.
+/// The header fields in the order of SPEC §4 (and of the API's answer).
+const FIELDS: [&str; 21] = [
+    "targetname",
+    "observed_at",
+    "type",
+    "subtype",
+    "ra",
+    "dec",
+    "magtype",
+    "mag_1",
+    "mag_2",
+    "mag_3",
+    "mag_4",
+    "mag_5",
+    "mag_6",
+    "mag_7",
+    "sn_u",
+    "sn_g",
+    "sn_r",
+    "sn_i",
+    "sn_z",
+    "z",
+    "z_err",
+];
+
+/// Metadata as (field, text) rows in the SPEC's order; absent values are left out.
 fn metadata_rows(view: &super::service::SpectrumView) -> Vec<(String, String)> {
     let mut rows = vec![("filename".to_string(), view.filename.clone())];
     if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&view.metadata) {
-        rows.extend(map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| {
+        let mut fields: Vec<(String, serde_json::Value)> =
+            map.into_iter().filter(|(_, v)| !v.is_null()).collect();
+        fields.sort_by_key(|(k, _)| FIELDS.iter().position(|f| f == k).unwrap_or(FIELDS.len()));
+        rows.extend(fields.into_iter().map(|(k, v)| {
             let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
             (k, text)
         }));
