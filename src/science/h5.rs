@@ -10,10 +10,12 @@ use ndarray::{Array2, ArrayView2, s};
 /// Bytes of flux rows buffered (and written per HDF5 chunk).
 const CHUNK_BYTES: usize = 1 << 20;
 
-/// Rows after which the file is closed and opened again: HDF5 keeps each global-heap
-/// collection of the variable-length `filenames` in memory until the file closes (~60 bytes a
-/// row), which would grow with the survey.
-const REOPEN_ROWS: usize = 16_384;
+/// Rows after which the file is closed and opened again: HDF5 keeps per-file state (the
+/// global-heap collections of the variable-length `filenames` above all, ~60 bytes a row)
+/// until the file closes, which would grow with the survey. Measured on 600-point rows, peak
+/// RSS for 10k / 100k spectra: never reopened 47 / 51 MiB, every 16,384 rows 47 / 50, every
+/// 1,024 rows 42 / 43 MiB, at the same speed.
+const REOPEN_ROWS: usize = 1024;
 
 /// Appends spectra to a new file; [`SpectraWriter::finish`] closes it.
 pub struct SpectraWriter {
