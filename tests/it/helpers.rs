@@ -265,6 +265,32 @@ impl TestApp {
     }
 }
 
+/// `mljm <args>` as a child process with a fast heartbeat (a lost worker is noticed after 3 s),
+/// no config file, and its log in `log`; the caller adds arguments and spawns it.
+pub fn mljm_child(args: &[&str], log: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mljm"));
+    cmd.args(args)
+        .env("MLJM_WORKER__HEARTBEAT_S", "0.5")
+        .env("MLJM_WORKER__LOST_AFTER_S", "3")
+        .env("MLJM_WORKER__POLL_S", "0.2")
+        .env("MLJM_CONFIG", "/dev/null")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap());
+    cmd
+}
+
+/// Waits until process `pid` has ended, or panics after `within` naming `what`.
+pub async fn wait_process_gone(pid: i32, within: Duration, what: &str) {
+    let deadline = tokio::time::Instant::now() + within;
+    while process_alive(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pid {pid} of {what} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs the mljm binary with `args`; its output, whatever the exit status.
 pub fn mljm<I, S>(args: I) -> std::process::Output
 where

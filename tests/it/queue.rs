@@ -5,13 +5,15 @@
 use std::{
     collections::HashMap,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Child,
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, Options, TestApp, id, process_alive, spawn_app_with, wait_file};
+use crate::helpers::{
+    Backend, Options, TestApp, id, mljm_child, spawn_app_with, wait_file, wait_process_gone,
+};
 
 crate::on_both_backends!(
     two_worker_processes_and_serve_run_thirty_jobs_exactly_once,
@@ -30,24 +32,14 @@ impl Drop for Worker {
 }
 
 fn start_worker(app: &TestApp, log: &Path) -> Worker {
-    let child = Command::new(env!("CARGO_BIN_EXE_mljm"))
-        .args([
-            "worker",
-            "--workers",
-            "2",
-            "--database-url",
-            &app.db.url,
-            "--data-dir",
-        ])
-        .arg(&app.data_dir)
-        .env("MLJM_WORKER__HEARTBEAT_S", "0.5")
-        .env("MLJM_WORKER__LOST_AFTER_S", "3")
-        .env("MLJM_WORKER__POLL_S", "0.2")
-        .env("MLJM_CONFIG", "/dev/null")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("mljm binary runs");
+    let child = mljm_child(
+        &["worker", "--workers", "2", "--database-url", &app.db.url],
+        log,
+    )
+    .arg("--data-dir")
+    .arg(&app.data_dir)
+    .spawn()
+    .expect("mljm binary runs");
     Worker(child)
 }
 
@@ -173,14 +165,7 @@ async fn a_killed_worker_loses_its_job_and_the_next_job_runs(b: Backend) {
     app.wait_log(&id(&job), "worker lost", Duration::from_secs(5))
         .await;
     // The reaper (here the server's, on the same host) kills what the job left running.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while process_alive(grandchild) {
-        assert!(
-            Instant::now() < deadline,
-            "pid {grandchild} of the lost job still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_process_gone(grandchild, Duration::from_secs(5), "the lost job").await;
     let next = app.create_script("survivor", "echo fine").await;
     app.run(&id(&next)).await;
     let _worker = start_worker(&app, &tmp.join("w2.log"));

@@ -4,14 +4,14 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Child,
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, TestDb, process_alive},
+    helpers::{Backend, TestDb, mljm_child, process_alive, wait_process_gone},
     on_both_backends,
     preprocessing::many_spectra,
 };
@@ -35,18 +35,11 @@ impl Serve {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_mljm"))
-            .args(["serve", "--workers", "2", "--database-url", &db.url])
+        let child = mljm_child(&["serve", "--workers", "2", "--database-url", &db.url], log)
             .arg("--bind")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
-            .env("MLJM_WORKER__HEARTBEAT_S", "0.5")
-            .env("MLJM_WORKER__LOST_AFTER_S", "3")
-            .env("MLJM_WORKER__POLL_S", "0.2")
-            .env("MLJM_CONFIG", "/dev/null")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("mljm serve starts");
         let serve = Serve {
@@ -191,14 +184,7 @@ async fn serve_killed_during_a_script_job_recovers_on_restart(b: Backend) {
         "the killed job ended in ERROR {:.1} s after the restart",
         t0.elapsed().as_secs_f64()
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while process_alive(grandchild) {
-        assert!(
-            Instant::now() < deadline,
-            "pid {grandchild} of the killed job still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_process_gone(grandchild, Duration::from_secs(5), "the killed job").await;
     let listed = serve.get("/api/jobs/?limit=100").await;
     assert_eq!(
         listed["total"], 4,

@@ -214,20 +214,19 @@ impl Browser {
     ) -> String {
         let deadline = std::time::Instant::now() + within;
         loop {
-            if let Ok(e) = self.find_now(css).await {
-                if let Ok(v) = self
+            if let Ok(e) = self.find_now(css).await
+                && let Ok(v) = self
                     .try_raw("GET", &format!("/element/{}/text", e.0), json!({}))
                     .await
-                {
-                    let text = v.as_str().unwrap_or_default().to_string();
-                    if pred(&text) {
-                        return text;
-                    }
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "{css} still reads {text:?}"
-                    );
+            {
+                let text = v.as_str().unwrap_or_default().to_string();
+                if pred(&text) {
+                    return text;
                 }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{css} still reads {text:?}"
+                );
             }
             assert!(std::time::Instant::now() < deadline, "no element {css}");
             tokio::time::sleep(Duration::from_millis(100)).await;
