@@ -211,7 +211,11 @@ async fn render(
             serde_json::to_string_pretty(&config).unwrap_or_default()
         }
     };
-    let h5_files = hdf5_choices(state).await?;
+    // Only a form with an HDF5 field offers files (a type without one skips the query).
+    let h5_files = match jt.form().iter().any(|f| f.kind == FieldKind::Hdf5File) {
+        true => hdf5_choices(state).await?,
+        false => Vec::new(),
+    };
     let page = NewJobPage {
         layout: Layout::new(state, "new").await,
         types: state.registry.names(),

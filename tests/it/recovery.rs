@@ -11,7 +11,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, TestDb, mljm_child, process_alive, wait_process_gone},
+    helpers::{Backend, TestDb, mljm_child, process_alive, wait_file, wait_process_gone},
     on_both_backends,
     preprocessing::many_spectra,
 };
@@ -151,20 +151,11 @@ async fn serve_killed_during_a_script_job_recovers_on_restart(b: Backend) {
         .join("files")
         .join(job["dir_path"].as_str().unwrap().trim_start_matches('/'))
         .join("grandchild.pid");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let grandchild: i32 = loop {
-        if let Some(pid) = std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-        {
-            break pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the script never started its child"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let grandchild: i32 = wait_file(&pid_file, Duration::from_secs(10))
+        .await
+        .trim()
+        .parse()
+        .unwrap();
     serve.kill9();
     assert!(
         process_alive(grandchild),
