@@ -122,6 +122,7 @@ pub fn create_app(
         .app_data(web::Data::new(state))
         .app_data(web::Data::from(policy))
         .app_data(crate::error::json_config(json_limit))
+        .app_data(crate::error::form_config(json_limit))
         .app_data(crate::error::query_config())
         .app_data(crate::error::path_config())
         .wrap(from_fn(guard))

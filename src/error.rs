@@ -119,6 +119,26 @@ pub fn json_config(limit: usize) -> actix_web::web::JsonConfig {
         })
 }
 
+/// The pages' forms: room for a config of `json_limit` bytes once URL-encoded (up to 3× its
+/// size), and a page that says which limit was hit past that.
+pub fn form_config(json_limit: usize) -> actix_web::web::FormConfig {
+    actix_web::web::FormConfig::default()
+        .limit(json_limit.saturating_mul(3).saturating_add(64 << 10))
+        .error_handler(move |err, _| {
+            use actix_web::error::UrlencodedError as E;
+            let api = match &err {
+                E::Overflow { .. } => ApiError::TooLarge(format!(
+                    "form larger than the limit for a config of {json_limit} bytes (server.json_limit)"
+                )),
+                other => ApiError::Invalid {
+                    field: None,
+                    message: format!("invalid form: {other}"),
+                },
+            };
+            crate::pages::PageError(api).into()
+        })
+}
+
 pub fn query_config() -> actix_web::web::QueryConfig {
     actix_web::web::QueryConfig::default().error_handler(|err, _| {
         ApiError::Invalid {

@@ -351,6 +351,26 @@ pub async fn create_job(
     } else {
         config_from_fields(&jt.form(), &values)
     };
+    // The API's body limit, for the config the form makes: refused next to the JSON editor.
+    let limit = state.config.server.json_limit;
+    let too_large = config
+        .as_ref()
+        .is_ok_and(|c| serde_json::to_vec(c).map_or(0, |b| b.len()) > limit);
+    if too_large {
+        let field = if use_json { "config_json" } else { "form" };
+        let message =
+            format!("the config is larger than the limit of {limit} bytes (server.json_limit)");
+        let errors = HashMap::from([(field.to_string(), message)]);
+        return render(
+            &state,
+            jt.as_ref(),
+            &values,
+            None,
+            errors,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+        .await;
+    }
     let created = match config {
         Ok(config) => {
             let text = |k: &str| values.get(k).cloned().filter(|s| !s.is_empty());

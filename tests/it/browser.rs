@@ -275,7 +275,14 @@ async fn an_iteration_is_labelled_with_the_keyboard_and_continued(b: Backend) {
 
 async fn a_file_is_uploaded_in_the_browser_and_downloaded_back(b: Backend) {
     let _one = ONE_BROWSER.lock().await;
-    let app = spawn_app(b.clone()).await;
+    let app = crate::helpers::spawn_app_with(
+        b.clone(),
+        crate::helpers::Options {
+            tweak: |c| c.files.upload_limit = 1 << 20,
+            ..Default::default()
+        },
+    )
+    .await;
     let Some(br) = Browser::start(&shots(&b, "files")).await else {
         return;
     };
@@ -319,6 +326,40 @@ async fn a_file_is_uploaded_in_the_browser_and_downloaded_back(b: Backend) {
         )
         .await;
     assert_eq!(back, "Hα emitters to look at again\n");
+
+    // Past files.upload_limit: the 413 shows at that file; the next file still goes up.
+    let big = local.path().join("big.bin");
+    std::fs::write(&big, vec![7u8; 3 << 20]).unwrap();
+    let small = local.path().join("after.txt");
+    std::fs::write(&small, "after the big one\n").unwrap();
+    let input = br.find("#upload-input").await;
+    br.type_into(&input, &format!("{}\n{}", big.display(), small.display()))
+        .await;
+    br.click(&br.find("#upload-form button").await).await;
+    br.wait_text("#uploads", MINUTE, |t| t.matches("uploaded").count() == 3)
+        .await;
+    let failed = br
+        .script(
+            "const li = Array.from(document.querySelectorAll('#uploads li'))
+                 .find((li) => li.querySelector('.name').textContent === 'big.bin');
+             return [li.className, li.querySelector('.status').textContent];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(failed[0], "failed", "{failed}");
+    assert!(
+        failed[1]
+            .as_str()
+            .unwrap()
+            .contains("larger than the limit of 1048576 bytes (files.upload_limit)"),
+        "{failed}"
+    );
+    br.screenshot("files-upload-too-large").await;
+    assert!(!app.data_dir.join("files/uploads/big.bin").exists());
+    assert_eq!(
+        std::fs::read_to_string(app.data_dir.join("files/uploads/after.txt")).unwrap(),
+        "after the big one\n"
+    );
     br.assert_only_local_requests(&app.address).await;
 }
 

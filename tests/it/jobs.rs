@@ -538,7 +538,14 @@ async fn deleting_a_job_deletes_its_labellings(b: Backend) {
 /// The page form (no script needed): create and run, then "Copy and edit" fills the form with
 /// the job's config so that it reads back unchanged, commas inside arguments included.
 async fn the_new_job_form_creates_runs_and_copies_a_job(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = crate::helpers::spawn_app_with(
+        b,
+        crate::helpers::Options {
+            tweak: |c| c.server.json_limit = 8192,
+            ..Default::default()
+        },
+    )
+    .await;
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -599,4 +606,49 @@ async fn the_new_job_form_creates_runs_and_copies_a_job(b: Backend) {
         .trim_start_matches("/jobs/")
         .to_string();
     assert_eq!(app.job(&later).await["phase"], "PENDING");
+
+    // A config past server.json_limit: 413, drawn next to the JSON editor, nothing created.
+    let total = async || app.get("/api/jobs").await.json::<Value>().await.unwrap()["total"].clone();
+    let jobs_before = total().await;
+    let long = format!(
+        r#"{{"command": ["sh", "-c", "echo {}"]}}"#,
+        "x".repeat(9000)
+    );
+    let resp = no_redirects
+        .post(app.url("/jobs/new"))
+        .form(&[
+            ("type", "SCRIPT"),
+            ("label", "too long"),
+            ("use_json", "on"),
+            ("config_json", long.as_str()),
+            ("action", "run"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let page = resp.text().await.unwrap();
+    let next_to_editor = page
+        .split(r#"<p class="field-error" data-field="config_json">"#)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no message at the JSON editor: {page}"));
+    assert!(
+        next_to_editor
+            .starts_with("the config is larger than the limit of 8192 bytes (server.json_limit)"),
+        "{next_to_editor}"
+    );
+    assert!(page.contains("xxxxxxxx"), "what was typed is kept");
+    // A form too large to read at all is a page that names the limit.
+    let resp = no_redirects
+        .post(app.url("/jobs/new"))
+        .form(&[
+            ("type", "SCRIPT"),
+            ("config_json", "x".repeat(200_000).as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(resp.text().await.unwrap().contains("server.json_limit"));
+    assert_eq!(total().await, jobs_before);
 }

@@ -52,18 +52,26 @@ async fn create_prep(app: &TestApp, config: Value) -> Value {
 
 /// Rows of `actual` equal those of `expected` (matched by filename) within `tol`.
 pub fn assert_same_result(expected: &Path, actual: &Path, tol: f64) {
+    let (mut want, mut got) = (
+        read_spectra(expected).unwrap().filenames,
+        read_spectra(actual).unwrap().filenames,
+    );
+    want.sort();
+    got.sort();
+    assert_eq!(want, got, "the same spectra");
+    assert_rows_match(expected, actual, tol);
+}
+
+/// Every row of `expected` is in `actual` (matched by filename), equal within `tol`.
+pub fn assert_rows_match(expected: &Path, actual: &Path, tol: f64) {
     let (e, a) = (
         read_spectra(expected).unwrap(),
         read_spectra(actual).unwrap(),
     );
-    let mut want = e.filenames.clone();
-    let mut got = a.filenames.clone();
-    want.sort();
-    got.sort();
-    assert_eq!(want, got, "the same spectra");
     assert_eq!(e.wave, a.wave);
     for (i, name) in e.filenames.iter().enumerate() {
-        let j = a.filenames.iter().position(|n| n == name).unwrap();
+        let j = a.filenames.iter().position(|n| n == name);
+        let j = j.unwrap_or_else(|| panic!("{name} is missing from {}", actual.display()));
         let worst = e
             .fluxes
             .row(i)
@@ -123,9 +131,19 @@ async fn the_golden_fixture_is_reproduced_through_the_server(b: Backend) {
     );
 }
 
-/// Good spectra, and one file for every way a file can be wrong. Returns (good FILENAMEs,
-/// bad file name → words its reason must contain), all under `spectra/F7000/`.
+/// The FILENAMEs of the original pipeline's golden spectra (`spectra/F5000`, `spectra/F9999`).
+fn golden_names() -> Vec<String> {
+    read_spectra(&fixture().join("expected_result.h5"))
+        .unwrap()
+        .filenames
+}
+
+/// The golden spectra (with a reference result), a good spectrum with NaN and inf flux pixels,
+/// and one file for every way a file can be wrong, the bad ones under `spectra/F7000/`.
+/// Returns (good FILENAMEs in path order, bad file name → words its reason must contain).
 pub fn bad_corpus(spectra: &Path) -> (Vec<String>, BTreeMap<String, &'static str>) {
+    copy_dir(&fixture().join("spectra"), spectra);
+    let golden = golden_names();
     let dir = spectra.join("F7000");
     std::fs::create_dir_all(&dir).unwrap();
     let name = |i: usize| format!("spec-57000-F7000_sp01-{i:03}.fits");
@@ -137,48 +155,42 @@ pub fn bad_corpus(spectra: &Path) -> (Vec<String>, BTreeMap<String, &'static str
     let write = |i: usize, h: Header, rows: &[Vec<f32>]| {
         write_spectrum(&dir.join(name(i)), &h, rows).unwrap()
     };
-    let mut good = Vec::new();
-    for i in [1, 2, 3] {
-        let s = demo::synthetic(5, i);
-        write(i, header(Some(name(i))), &s.rows);
-        good.push(name(i));
-    }
+    // Path order: F5000/…, F7000/…, F9999/….
+    let mut good: Vec<String> = golden
+        .iter()
+        .filter(|n| n.contains("F5000"))
+        .cloned()
+        .collect();
     // NaN and inf flux pixels in a good spectrum are dropped, the spectrum kept.
     let mut rows = demo::synthetic(5, 4).rows;
     rows[0][10] = f32::NAN;
     rows[0][11] = f32::INFINITY;
     write(4, header(Some(name(4))), &rows);
     good.push(name(4));
+    good.extend(golden.iter().filter(|n| n.contains("F9999")).cloned());
 
     let mut bad = BTreeMap::new();
     std::fs::write(dir.join(name(10)), b"").unwrap();
     bad.insert(name(10), "empty");
     std::fs::write(dir.join(name(11)), b"filename,label\nspec-1,other\n").unwrap();
     bad.insert(name(11), "not a FITS file");
-    let good_bytes = std::fs::read(dir.join(name(1))).unwrap();
+    let good_bytes = std::fs::read(spectra.join("F5000/spec-56005-F5000_sp01-020.fits")).unwrap();
     std::fs::write(dir.join(name(12)), &good_bytes[..good_bytes.len() / 2]).unwrap();
     bad.insert(name(12), "truncated");
     write(13, header(Some(name(13))), &base.rows[..3]);
     bad.insert(name(13), "shape (3, 3909)");
     write_i64_image(&dir.join(name(14)), &name(14));
     bad.insert(name(14), "64-bit integers");
-    let lie = |i: usize, key: &str, card: &str| {
-        let mut lying = good_bytes.clone();
-        patch_card(&mut lying, key, card);
-        std::fs::write(dir.join(name(i)), &lying).unwrap();
-    };
-    lie(
-        15,
-        "NAXIS2",
-        "NAXIS2  =            100000000 / rows claimed",
-    );
-    bad.insert(name(15), "shape (100000000, 3909)");
-    lie(
-        16,
-        "NAXIS1",
-        "NAXIS1  =               900000 / pixels claimed",
-    );
-    bad.insert(name(16), "truncated");
+    for (i, words) in [15, 16, 22, 23].into_iter().zip(HEADER_LIES) {
+        let lie = header_lie(i, &good_bytes);
+        let file = if i == 23 {
+            format!("{}.gz", name(i))
+        } else {
+            name(i)
+        };
+        std::fs::write(dir.join(&file), lie).unwrap();
+        bad.insert(file, words);
+    }
     write(17, header(None), &base.rows);
     bad.insert(name(17), "no FILENAME");
     let mut rows = base.rows.clone();
@@ -189,12 +201,55 @@ pub fn bad_corpus(spectra: &Path) -> (Vec<String>, BTreeMap<String, &'static str
     rows[2].reverse();
     write(19, header(Some(name(19))), &rows);
     bad.insert(name(19), "not strictly increasing");
-    // The FILENAME of file 1, in a later file: the later one loses.
-    write(20, header(Some(name(1))), &demo::synthetic(5, 20).rows);
+    // The FILENAME of a golden spectrum in F5000, in a later file: the later one loses.
+    write(
+        20,
+        header(Some(golden[0].clone())),
+        &demo::synthetic(5, 20).rows,
+    );
     bad.insert(name(20), "duplicate FILENAME");
     std::fs::create_dir(dir.join(name(21))).unwrap();
     bad.insert(name(21), "is a directory");
     (good, bad)
+}
+
+/// The reasons for the files of [`header_lie`] 15, 16, 22 and 23.
+const HEADER_LIES: [&str; 4] = [
+    "shape (100000000, 3909)",
+    "truncated",
+    "truncated",
+    "a LAMOST spectrum is under",
+];
+
+/// A file whose header promises far more than it holds, made from a good spectrum: a reader
+/// that believed it would allocate 1.5 TB (15), 18 MB (16), 40 MB (22), or inflate 1 GiB (23,
+/// gzipped: a valid start, then zeros; about 1 MiB on disk).
+fn header_lie(i: usize, good: &[u8]) -> Vec<u8> {
+    let cards: &[(&str, &str)] = match i {
+        15 => &[("NAXIS2", "NAXIS2  =            100000000 / rows claimed")],
+        16 => &[("NAXIS1", "NAXIS1  =               900000 / pixels claimed")],
+        22 => &[
+            ("BITPIX", "BITPIX  =                  -64 / float64 claimed"),
+            ("NAXIS1", "NAXIS1  =              1000000 / pixels claimed"),
+        ],
+        _ => {
+            // One gzip member with the header, then 1,024 members of 1 MiB of zeros each.
+            let gz = |bytes: &[u8]| {
+                use std::io::Write;
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                gz.write_all(bytes).unwrap();
+                gz.finish().unwrap()
+            };
+            let mut out = gz(&good[..2880]);
+            out.extend(gz(&vec![0u8; 1 << 20]).repeat(1024));
+            return out;
+        }
+    };
+    let mut lying = good.to_vec();
+    for (key, card) in cards {
+        patch_card(&mut lying, key, card);
+    }
+    lying
 }
 
 fn patch_card(bytes: &mut [u8], key: &str, card: &str) {
@@ -244,6 +299,12 @@ async fn a_bad_corpus_completes_with_every_bad_file_named(b: Backend) {
             .all(|v| v.is_finite() && v.abs() <= 1.0 + 1e-12),
         "no NaN reaches result.h5"
     );
+    // The good files the original pipeline ran on come out as it wrote them.
+    assert_rows_match(
+        &fixture().join("expected_result.h5"),
+        &dir.join("result.h5"),
+        1e-6,
+    );
     let skipped: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("skipped.json")).unwrap()).unwrap();
     let reasons: BTreeMap<String, String> = skipped
@@ -284,7 +345,10 @@ async fn a_bad_corpus_completes_with_every_bad_file_named(b: Backend) {
         if *words == "duplicate FILENAME" {
             continue; // a readable spectrum in itself
         }
-        let resp = app.get(&format!("/api/spectra/{file}")).await;
+        // The API finds a `.fits.gz` file by its `.fits` name.
+        let resp = app
+            .get(&format!("/api/spectra/{}", file.trim_end_matches(".gz")))
+            .await;
         assert_eq!(resp.status(), 422, "{file}");
         let body: Value = resp.json().await.unwrap();
         assert!(
@@ -292,10 +356,11 @@ async fn a_bad_corpus_completes_with_every_bad_file_named(b: Backend) {
             "{file}: {body}"
         );
     }
-    let resp = app.get(&format!("/api/spectra/{}", good[0])).await;
+    let synthetic = good.iter().find(|n| n.contains("F7000")).unwrap();
+    let resp = app.get(&format!("/api/spectra/{synthetic}")).await;
     assert_eq!(resp.status(), 200);
     let s: Value = resp.json().await.unwrap();
-    assert_eq!(s["filename"], good[0].as_str());
+    assert_eq!(s["filename"], synthetic.as_str());
     assert_eq!(s["type"], "STAR");
     assert_eq!(
         (
@@ -442,6 +507,72 @@ async fn a_data_dir_path_that_leaves_the_spectra_root_is_refused(b: Backend) {
     assert!(
         job["error"].as_str().unwrap().contains("does not exist"),
         "{job}"
+    );
+}
+
+/// Files whose headers claim 1.5 TB, 18 MB and 40 MB of data, and a gzip stream of 1 GiB, cost a
+/// `mljm run` no more memory than the 64 MiB a file may have: each is skipped with its reason.
+#[test]
+fn a_header_that_lies_costs_no_more_memory_than_the_file_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = fixture().join("spectra/F5000/spec-56005-F5000_sp01-020.fits");
+    let good_bytes = std::fs::read(&good).unwrap();
+    let run = |name: &str, lies: &[usize]| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(dir.join("spectra/F7000")).unwrap();
+        std::fs::copy(
+            &good,
+            dir.join("spectra/F7000").join(good.file_name().unwrap()),
+        )
+        .unwrap();
+        for &i in lies {
+            let file = format!(
+                "spec-57000-F7000_sp01-{i:03}.fits{}",
+                if i == 23 { ".gz" } else { "" }
+            );
+            std::fs::write(
+                dir.join("spectra/F7000").join(file),
+                header_lie(i, &good_bytes),
+            )
+            .unwrap();
+        }
+        let config = prep_config(dir.join("spectra").to_str().unwrap());
+        std::fs::write(dir.join("prep.json"), config.to_string()).unwrap();
+        let (code, peak) = crate::helpers::run_peak_rss(
+            std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
+                .args(["run", "DATA_PREPROCESSING", "--config"])
+                .arg(dir.join("prep.json"))
+                .arg("--out")
+                .arg(dir.join("out")),
+            &dir.join("stderr.log"),
+        );
+        let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap();
+        assert_eq!(code, 0, "{log}");
+        let result = read_spectra(&dir.join("out/result.h5")).unwrap();
+        assert_eq!(result.filenames, ["spec-56005-F5000_sp01-020.fits"]);
+        let skipped = std::fs::read_to_string(dir.join("out/skipped.json")).unwrap();
+        (peak, serde_json::from_str::<Vec<Value>>(&skipped).unwrap())
+    };
+    let (honest, none) = run("honest", &[]);
+    assert!(none.is_empty());
+    let (lying, skipped) = run("lying", &[15, 16, 22, 23]);
+    let reasons: Vec<&str> = skipped
+        .iter()
+        .map(|s| s["reason"].as_str().unwrap())
+        .collect();
+    for words in HEADER_LIES {
+        assert!(
+            reasons.iter().any(|r| r.contains(words)),
+            "{words}: {reasons:?}"
+        );
+    }
+    eprintln!("peak RSS: {honest:.1} MiB with the good file alone, {lying:.1} MiB with the lies");
+    // At most the 64 MiB a (gunzipped) file may have and the decoder's own state: far from
+    // the gigabytes claimed.
+    let limit = (mljm::science::fits::MAX_FILE_BYTES >> 20) as f64 + 32.0;
+    assert!(
+        lying - honest < limit,
+        "{lying:.1} MiB against {honest:.1} MiB"
     );
 }
 
