@@ -20,7 +20,8 @@ const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; style-src 'se
 /// The header every page shows.
 pub struct Layout {
     pub version: &'static str,
-    pub queued: u64,
+    /// Jobs waiting; unknown on an error page, which is drawn without the database.
+    pub queued: Option<u64>,
     /// The navigation entry to highlight.
     pub section: &'static str,
 }
@@ -34,7 +35,7 @@ impl Layout {
             .unwrap_or_default();
         Layout {
             version: env!("CARGO_PKG_VERSION"),
-            queued,
+            queued: Some(queued),
             section,
         }
     }
@@ -121,7 +122,7 @@ impl ResponseError for PageError {
         };
         let layout = Layout {
             version: env!("CARGO_PKG_VERSION"),
-            queued: 0,
+            queued: None,
             section: "",
         };
         let page = ErrorPage {

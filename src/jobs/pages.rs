@@ -121,7 +121,7 @@ async fn jobs_page(
     let page = service::list(&state, q).await?;
     let layout = Layout::new(&state, "jobs").await;
     let rows = JobRows {
-        queued: is_htmx(&req).then_some(layout.queued),
+        queued: layout.queued.filter(|_| is_htmx(&req)),
         next_offset: Some(page.offset + page.limit).filter(|n| *n < page.total),
         prev_offset: (page.offset > 0).then(|| page.offset.saturating_sub(page.limit)),
         page: &page,

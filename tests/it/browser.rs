@@ -387,6 +387,10 @@ async fn the_spectrum_page_plots_and_error_pages_explain(b: Backend) {
     let meta = br.text(&br.find("#spectrum-meta").await).await;
     assert!(meta.contains("filename") && meta.contains(&name), "{meta}");
     br.screenshot("spectrum").await;
+    assert!(
+        br.exists("#queued").await,
+        "a page drawn with the database shows the queue"
+    );
 
     br.goto(&app.url("/spectra?name=not-a-spectrum.fits")).await;
     let e = br
@@ -402,6 +406,9 @@ async fn the_spectrum_page_plots_and_error_pages_explain(b: Backend) {
         .await;
     assert_eq!(br.text(&br.find("h1").await).await, "Not found (404)");
     assert!(br.exists("#error-message").await);
+    // Drawn without the database: no queue count rather than a wrong "0 queued".
+    assert!(!br.exists("#queued").await);
+    assert!(!br.text(&br.find("header").await).await.contains("queued"));
     br.screenshot("job-not-found").await;
     br.assert_only_local_requests(&app.address).await;
 }
