@@ -11,36 +11,24 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Instant,
 };
 
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_string())
 }
 
+#[path = "../tests/support/peak_rss.rs"]
+mod peak_rss;
+
 /// Runs `cmd`, returning (wall seconds, peak RSS in MiB); panics on failure.
 fn measure(cmd: &mut Command) -> (f64, f64) {
-    let started = Instant::now();
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawns");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid out-parameter; wait4 reaps our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let wall = started.elapsed().as_secs_f64();
-    assert_eq!(waited, pid, "wait4");
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr {
-            let _ = std::io::Read::read_to_string(&mut e, &mut err);
-        }
-        panic!("{cmd:?} failed: {err}");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let (code, wall, rss) = peak_rss::run_peak_rss(cmd, log.path());
+    if code != 0 {
+        let err = std::fs::read_to_string(log.path()).unwrap_or_default();
+        panic!("{cmd:?} failed ({code}): {err}");
     }
-    (wall, usage.ru_maxrss as f64 / 1024.0)
+    (wall, rss)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -241,12 +241,20 @@ function initWorkspace(root) {
     if (cont) cont.disabled = done < oracle.length;
   }
 
+  // A refused comment (422) is shown under the comment box, where it was typed.
+  const commentError = $("#ws-comment-error");
   function save(item, patch) {
     saved.textContent = "saving…";
     saving = saving.then(() => api("PATCH", "/api/labellings/batch/", {
       labelling_ids: [item.id], labellings: [patch],
-    })).then(() => { saved.textContent = "saved"; })
-      .catch((err) => { saved.textContent = "not saved"; toast(`${item.filename}: ${err.message}`); });
+    })).then(() => {
+      saved.textContent = "saved";
+      if ("user_comment" in patch) commentError.textContent = "";
+    }).catch((err) => {
+      saved.textContent = "not saved";
+      if ("user_comment" in patch) commentError.textContent = `${item.filename}: ${err.message}`;
+      else toast(`${item.filename}: ${err.message}`);
+    });
     return saving;
   }
 

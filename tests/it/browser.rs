@@ -212,6 +212,29 @@ async fn an_iteration_is_labelled_with_the_keyboard_and_continued(b: Backend) {
         .await;
     br.wait_text("#ws-saved", MINUTE, |t| t == "saved").await;
     br.screenshot("workspace-labelled").await;
+
+    // A comment the API refuses (a control character) is shown under the comment box; the
+    // corrected one clears the message and is saved.
+    let comment = |text: &str| {
+        format!(
+            "const c = document.getElementById('ws-comment'); c.value = {};
+             c.dispatchEvent(new Event('input'));",
+            json!(text)
+        )
+    };
+    br.script(&comment("bell \u{7}"), json!([])).await;
+    let refused = br
+        .wait_text("#ws-comment-error", MINUTE, |t| !t.is_empty())
+        .await;
+    assert!(
+        refused.contains("user_comment") && refused.contains("control"),
+        "{refused}"
+    );
+    br.screenshot("workspace-comment-refused").await;
+    br.script(&comment("two\nlines"), json!([])).await;
+    br.wait_text("#ws-comment-error", MINUTE, |t| t.is_empty())
+        .await;
+    br.wait_text("#ws-saved", MINUTE, |t| t == "saved").await;
     let classes = ["other", "single peak", "double peak"];
     let want = [
         classes[0], classes[1], classes[2], classes[0], classes[1], classes[1],
@@ -235,6 +258,14 @@ async fn an_iteration_is_labelled_with_the_keyboard_and_continued(b: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let list: Vec<Value> = app
+        .get_json(&format!("/api/labellings/?job_id={first}"))
+        .await;
+    let comments: Vec<&Value> = list.iter().map(|l| &l["user_comment"]).collect();
+    assert!(
+        comments.contains(&&json!("two\nlines")) && !comments.contains(&&json!("bell \u{7}")),
+        "{comments:?}"
+    );
     br.assert_only_local_requests(&app.address).await;
 
     br.click(&br.find("#continue").await).await;

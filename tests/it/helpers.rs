@@ -348,22 +348,6 @@ pub fn h5_type(file: &hdf5::File, name: &str) -> hdf5::types::TypeDescriptor {
         .unwrap()
 }
 
-/// Runs `cmd` to its end with stderr in `log`; its exit code and peak RSS in MiB (wait4).
-pub fn run_peak_rss(cmd: &mut std::process::Command, log: &std::path::Path) -> (i32, f64) {
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("spawns");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: zeroed rusage is a valid out-parameter; wait4 reaps our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4");
-    let code = match libc::WIFEXITED(status) {
-        true => libc::WEXITSTATUS(status),
-        false => -1,
-    };
-    (code, usage.ru_maxrss as f64 / 1024.0)
-}
+#[path = "../support/peak_rss.rs"]
+mod peak_rss;
+pub use peak_rss::run_peak_rss;

@@ -538,7 +538,7 @@ fn a_header_that_lies_costs_no_more_memory_than_the_file_limit() {
         }
         let config = prep_config(dir.join("spectra").to_str().unwrap());
         std::fs::write(dir.join("prep.json"), config.to_string()).unwrap();
-        let (code, peak) = crate::helpers::run_peak_rss(
+        let (code, _, peak) = crate::helpers::run_peak_rss(
             std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
                 .args(["run", "DATA_PREPROCESSING", "--config"])
                 .arg(dir.join("prep.json"))
