@@ -70,9 +70,9 @@ pub fn build() -> Value {
                     &[("202", "queued", Some(r("Job"))), e422.clone()]),
             },
             "/api/jobs/{job_id}": {
-                "get": op("Read a job", &[job_id.clone()], None, &[("200", "the job", Some(r("Job"))), e404.clone(), e422.clone()]),
-                "patch": op("Edit label or description", &[job_id.clone()], Some(json_body(r("JobEdit"))), &[("200", "the job", Some(r("Job"))), e404.clone(), e422.clone()]),
-                "delete": op("Delete a job and its directory", &[job_id.clone()], None, &[("204", "deleted", None), e404.clone(), e409.clone()]),
+                "get": op("Read a job", std::slice::from_ref(&job_id), None, &[("200", "the job", Some(r("Job"))), e404.clone(), e422.clone()]),
+                "patch": op("Edit label or description", std::slice::from_ref(&job_id), Some(json_body(r("JobEdit"))), &[("200", "the job", Some(r("Job"))), e404.clone(), e422.clone()]),
+                "delete": op("Delete a job and its directory", std::slice::from_ref(&job_id), None, &[("204", "deleted", None), e404.clone(), e409.clone()]),
             },
             "/api/jobs/{job_id}/process/{action}": {
                 "post": op("RUN (PENDING → QUEUED) or ABORT (QUEUED/PROCESSING → ABORTED)",
@@ -97,7 +97,7 @@ pub fn build() -> Value {
                     &[("202", "the next iteration, queued", Some(r("Job"))), e404.clone(), ("409", "not a COMPLETED ACTIVE_ML job, already continued, or oracle spectra unlabelled", err.clone()), e422.clone()]),
             },
             "/api/jobs/{job_id}/chain": {
-                "get": op("The iterations of an active-learning chain, first to last", &[job_id.clone()], None,
+                "get": op("The iterations of an active-learning chain, first to last", std::slice::from_ref(&job_id), None,
                     &[("200", "the chain", Some(json!({ "type": "array", "items": r("ChainEntry") }))), e404.clone(), e409.clone(), e422.clone()]),
             },
             "/api/spectra/{filename}": {
@@ -124,7 +124,7 @@ pub fn build() -> Value {
                     &[("200", "the labelling", Some(r("Labelling"))), ("404", "no such labelling", err.clone()), e422.clone()]),
             },
             "/api/files/": {
-                "get": op("List a directory", &[parent.clone()], None, &[("200", "the listing", Some(r("Listing"))), ("404", "no such directory", err.clone()), e422.clone()]),
+                "get": op("List a directory", std::slice::from_ref(&parent), None, &[("200", "the listing", Some(r("Listing"))), ("404", "no such directory", err.clone()), e422.clone()]),
             },
             "/api/files/{filename}/upload": {
                 "post": op("Upload a file (streamed; files.upload_limit)", &[path_param("filename", None), parent.clone()], Some(multipart),

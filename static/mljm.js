@@ -196,11 +196,17 @@ function initFiles(root) {
   tools.querySelector("#mkdir-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const name = tools.querySelector("#mkdir-name");
+    const error = tools.querySelector("#mkdir-error");
     try {
+      // A URL resolves "." and ".." (even percent-encoded) before the server could refuse them.
+      if (name.value === "." || name.value === "..") {
+        throw new Error(`${JSON.stringify(name.value)} is not a valid file or directory name`);
+      }
       await api("POST", `/api/files/directories/${encodeURIComponent(name.value)}?parent_dir_path=${encodeURIComponent(dir)}`);
       name.value = "";
+      error.textContent = "";
       htmx.trigger(document.body, "refresh");
-    } catch (err) { toast(err.message); }
+    } catch (err) { error.textContent = err.message; }
   });
 }
 

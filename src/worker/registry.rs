@@ -74,8 +74,11 @@ pub fn parse_config<T: DeserializeOwned>(config: &Value) -> Result<T, ConfigErro
 pub struct JobLog {
     file: Arc<Mutex<std::fs::File>>,
     /// Also shows each line elsewhere (`mljm run` prints them on stderr).
-    echo: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    echo: Option<Echo>,
 }
+
+/// Where a job's log lines are shown besides its file.
+type Echo = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl JobLog {
     pub fn open(path: &std::path::Path) -> std::io::Result<JobLog> {
@@ -89,7 +92,7 @@ impl JobLog {
         })
     }
 
-    pub fn with_echo(mut self, echo: Arc<dyn Fn(&str) + Send + Sync>) -> JobLog {
+    pub fn with_echo(mut self, echo: Echo) -> JobLog {
         self.echo = Some(echo);
         self
     }

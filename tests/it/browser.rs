@@ -318,6 +318,26 @@ async fn a_file_is_uploaded_in_the_browser_and_downloaded_back(b: Backend) {
         return;
     };
     br.goto(&app.url("/files")).await;
+    // Names the API refuses (422; ".." is refused by the page, as a URL cannot carry it):
+    // the message is drawn next to the name, and nothing is made.
+    for bad in ["a%2Fb", ".."] {
+        set_field(&br, "#mkdir-name", bad).await;
+        br.click(&br.find("#mkdir-form button").await).await;
+        let refused = br
+            .wait_text("#mkdir-error", MINUTE, |t| t.contains(bad))
+            .await;
+        assert!(
+            refused.contains("not a valid file or directory name"),
+            "{refused}"
+        );
+    }
+    br.screenshot("files-bad-folder-name").await;
+    let made: Vec<_> = std::fs::read_dir(app.data_dir.join("files"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "JOBS")
+        .collect();
+    assert!(made.is_empty(), "no folder made: {made:?}");
     set_field(&br, "#mkdir-name", "uploads").await;
     br.click(&br.find("#mkdir-form button").await).await;
     let folder = br.find("a[href='/files?path=/uploads']").await;

@@ -3,6 +3,7 @@
 
 /// Runs `cmd` (stdout discarded, stderr into `log`): exit code (-1 when killed by a signal),
 /// wall seconds and peak RSS in MiB.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which clippy does not see
 pub fn run_peak_rss(cmd: &mut std::process::Command, log: &std::path::Path) -> (i32, f64, f64) {
     let started = std::time::Instant::now();
     let child = cmd
