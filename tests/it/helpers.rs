@@ -90,10 +90,16 @@ impl Drop for TestDb {
     }
 }
 
-pub struct TestApp {
+/// A client of one mljm server's API: what every test needs to create, run and watch jobs.
+pub struct Api {
     pub address: String,
-    pub port: u16,
     pub api: reqwest::Client,
+}
+
+/// An mljm server in this test process; its [`Api`] methods are reached through `Deref`.
+pub struct TestApp {
+    pub http: Api,
+    pub port: u16,
     pub data_dir: PathBuf,
     pub state: mljm::app::AppState,
     pub _tmp: tempfile::TempDir,
@@ -138,9 +144,8 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     let state = app.state().clone();
     tokio::spawn(app.run_until_stopped());
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        http: Api::new(port),
         port,
-        api: reqwest::Client::new(),
         data_dir,
         state,
         _tmp: tmp,
@@ -148,7 +153,31 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     }
 }
 
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.http
+    }
+}
+
 impl TestApp {
+    pub fn job_dir(&self, job: &Value) -> PathBuf {
+        self.data_dir
+            .join("files")
+            .join(job["dir_path"].as_str().unwrap().trim_start_matches('/'))
+    }
+}
+
+impl Api {
+    /// A client of the server on 127.0.0.1:`port`.
+    pub fn new(port: u16) -> Api {
+        Api {
+            address: format!("http://127.0.0.1:{port}"),
+            api: reqwest::Client::new(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
@@ -188,13 +217,22 @@ impl TestApp {
         .await
     }
 
-    /// Creates a SCRIPT job running `sh -c script`; returns its JSON.
-    pub async fn create_script(&self, label: &str, script: &str) -> Value {
+    /// Creates a `job_type` job (201 required); returns its JSON.
+    pub async fn create(&self, job_type: &str, label: &str, config: Value) -> Value {
         let resp = self
-            .post_json("/api/jobs/", &json!({"type": "SCRIPT", "label": label, "config": {"command": ["sh", "-c", script]}}))
+            .post_json(
+                "/api/jobs/",
+                &json!({"type": job_type, "label": label, "config": config}),
+            )
             .await;
         assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
         resp.json().await.unwrap()
+    }
+
+    /// Creates a SCRIPT job running `sh -c script`; returns its JSON.
+    pub async fn create_script(&self, label: &str, script: &str) -> Value {
+        self.create("SCRIPT", label, json!({"command": ["sh", "-c", script]}))
+            .await
     }
 
     pub async fn job(&self, id: &str) -> Value {
@@ -232,12 +270,6 @@ impl TestApp {
 
     pub async fn wait_phase(&self, id: &str, phase: &str, within: Duration) -> Value {
         self.wait_for(id, within, |j| j["phase"] == phase).await
-    }
-
-    pub fn job_dir(&self, job: &Value) -> PathBuf {
-        self.data_dir
-            .join("files")
-            .join(job["dir_path"].as_str().unwrap().trim_start_matches('/'))
     }
 
     pub async fn log(&self, id: &str) -> String {

@@ -11,7 +11,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, TestDb, mljm_child, process_alive, wait_file, wait_process_gone},
+    helpers::{Api, Backend, TestDb, id, mljm_child, process_alive, wait_file, wait_process_gone},
     on_both_backends,
     preprocessing::many_spectra,
 };
@@ -21,11 +21,11 @@ on_both_backends!(
     serve_killed_during_preprocessing_recovers_on_restart,
 );
 
-/// A `mljm serve` child process on a free port.
+/// A `mljm serve` child process on a free port; its [`Api`] methods are reached through
+/// `Deref`.
 struct Serve {
     child: Child,
-    base: String,
-    http: reqwest::Client,
+    http: Api,
 }
 
 impl Serve {
@@ -44,11 +44,10 @@ impl Serve {
             .expect("mljm serve starts");
         let serve = Serve {
             child,
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            http: Api::new(port),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while serve.try_get("/api/jobs/").await.is_none() {
+        while serve.api.get(serve.url("/api/jobs/")).send().await.is_err() {
             assert!(
                 Instant::now() < deadline,
                 "serve never answered: {}",
@@ -59,55 +58,17 @@ impl Serve {
         serve
     }
 
-    async fn try_get(&self, path: &str) -> Option<Value> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        resp.json().await.ok()
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.try_get(path).await.expect("serve answers")
-    }
-
-    async fn post(&self, path: &str, body: Option<Value>) -> Value {
-        let mut req = self.http.post(format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        resp.json().await.unwrap()
-    }
-
-    async fn create(&self, job_type: &str, label: &str, config: Value) -> String {
-        let job = self
-            .post(
-                "/api/jobs/",
-                Some(json!({"type": job_type, "label": label, "config": config})),
-            )
-            .await;
-        job["job_id"].as_str().unwrap().to_string()
-    }
-
-    async fn wait_phase(&self, id: &str, within: Duration, ok: &[&str]) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let job = self.get(&format!("/api/jobs/{id}")).await;
-            if ok.iter().any(|p| job["phase"] == *p) {
-                return job;
-            }
-            assert!(Instant::now() < deadline, "job never reached {ok:?}: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     fn kill9(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
+    }
+}
+
+impl std::ops::Deref for Serve {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.http
     }
 }
 
@@ -118,6 +79,11 @@ impl Drop for Serve {
     }
 }
 
+/// The job is in one of `phases`.
+fn in_phase(phases: &'static [&'static str]) -> impl Fn(&Value) -> bool {
+    move |job| phases.iter().any(|p| job["phase"] == *p)
+}
+
 async fn serve_killed_during_a_script_job_recovers_on_restart(b: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -125,27 +91,22 @@ async fn serve_killed_during_a_script_job_recovers_on_restart(b: Backend) {
     let serve = Serve::start(&data, &db, &tmp.path().join("serve1.log")).await;
     let mut before = Vec::new();
     for i in 0..3 {
-        before.push(
-            serve
-                .create(
-                    "SCRIPT",
-                    &format!("waiting {i}"),
-                    json!({"command": ["true"]}),
-                )
-                .await,
-        );
+        let job = serve
+            .create(
+                "SCRIPT",
+                &format!("waiting {i}"),
+                json!({"command": ["true"]}),
+            )
+            .await;
+        before.push(id(&job));
     }
     // The script's own child (a grandchild of serve) outlives a SIGKILL of serve unless
     // recovery finds it.
     let script = "sleep 300 & echo $! > grandchild.pid; wait";
-    let long = serve
-        .create("SCRIPT", "long", json!({"command": ["sh", "-c", script]}))
-        .await;
-    serve
-        .post(&format!("/api/jobs/{long}/process/RUN"), None)
-        .await;
+    let long = id(&serve.create_script("long", script).await);
+    serve.run(&long).await;
     let job = serve
-        .wait_phase(&long, Duration::from_secs(20), &["PROCESSING"])
+        .wait_phase(&long, "PROCESSING", Duration::from_secs(20))
         .await;
     let pid_file = data
         .join("files")
@@ -165,7 +126,7 @@ async fn serve_killed_during_a_script_job_recovers_on_restart(b: Backend) {
     let t0 = Instant::now();
     let serve = Serve::start(&data, &db, &tmp.path().join("serve2.log")).await;
     let lost = serve
-        .wait_phase(&long, Duration::from_secs(30), &["ERROR"])
+        .wait_phase(&long, "ERROR", Duration::from_secs(30))
         .await;
     assert!(
         lost["error"].as_str().unwrap().contains("worker lost"),
@@ -176,22 +137,17 @@ async fn serve_killed_during_a_script_job_recovers_on_restart(b: Backend) {
         t0.elapsed().as_secs_f64()
     );
     wait_process_gone(grandchild, Duration::from_secs(5), "the killed job").await;
-    let listed = serve.get("/api/jobs/?limit=100").await;
+    let listed: Value = serve.get_json("/api/jobs/?limit=100").await;
     assert_eq!(
         listed["total"], 4,
         "every job created before the kill is listed"
     );
     for id in &before {
-        assert_eq!(
-            serve.get(&format!("/api/jobs/{id}")).await["phase"],
-            "PENDING"
-        );
+        assert_eq!(serve.job(id).await["phase"], "PENDING");
     }
+    serve.run(&before[0]).await;
     serve
-        .post(&format!("/api/jobs/{}/process/RUN", before[0]), None)
-        .await;
-    serve
-        .wait_phase(&before[0], Duration::from_secs(20), &["COMPLETED"])
+        .wait_phase(&before[0], "COMPLETED", Duration::from_secs(20))
         .await;
 }
 
@@ -202,12 +158,14 @@ async fn serve_killed_during_preprocessing_recovers_on_restart(b: Backend) {
     let db = TestDb::create(&b, tmp.path()).await;
     let serve = Serve::start(&data, &db, &tmp.path().join("serve1.log")).await;
     let config = json!({"data_dir_path": "/", "wave_start_point": 3800, "wave_end_point": 9000, "wave_point_count": 600});
-    let prep = serve.create("DATA_PREPROCESSING", "survey", config).await;
-    serve
-        .post(&format!("/api/jobs/{prep}/process/RUN"), None)
-        .await;
+    let prep = id(&serve.create("DATA_PREPROCESSING", "survey", config).await);
+    serve.run(&prep).await;
     let job = serve
-        .wait_phase(&prep, Duration::from_secs(20), &["PROCESSING", "COMPLETED"])
+        .wait_for(
+            &prep,
+            Duration::from_secs(20),
+            in_phase(&["PROCESSING", "COMPLETED"]),
+        )
         .await;
     let was = job["phase"].clone();
     serve.kill9();
@@ -215,7 +173,11 @@ async fn serve_killed_during_preprocessing_recovers_on_restart(b: Backend) {
     let serve = Serve::start(&data, &db, &tmp.path().join("serve2.log")).await;
     // Preprocessing is safe to retry: the reaper queues it again and it runs to the end.
     let done = serve
-        .wait_phase(&prep, Duration::from_secs(60), &["COMPLETED", "ERROR"])
+        .wait_for(
+            &prep,
+            Duration::from_secs(60),
+            in_phase(&["COMPLETED", "ERROR"]),
+        )
         .await;
     eprintln!("killed while {was}; after the restart: {}", done["phase"]);
     assert_eq!(done["phase"], "COMPLETED", "{done}");
@@ -224,13 +186,11 @@ async fn serve_killed_during_preprocessing_recovers_on_restart(b: Backend) {
         .join(job["dir_path"].as_str().unwrap().trim_start_matches('/'));
     let set = mljm::science::h5::read_spectra(&dir.join("result.h5")).unwrap();
     assert_eq!(set.filenames.len(), 10_000);
-    let next = serve
+    let next = id(&serve
         .create("SCRIPT", "next", json!({"command": ["true"]}))
-        .await;
+        .await);
+    serve.run(&next).await;
     serve
-        .post(&format!("/api/jobs/{next}/process/RUN"), None)
-        .await;
-    serve
-        .wait_phase(&next, Duration::from_secs(20), &["COMPLETED"])
+        .wait_phase(&next, "COMPLETED", Duration::from_secs(20))
         .await;
 }
