@@ -3,6 +3,12 @@
 
 use std::{net::TcpListener, sync::Arc};
 
+use crate::{
+    active_learning,
+    config::Config,
+    security::RequestPolicy,
+    state::{AppState, Extensions},
+};
 use actix_web::{
     App, HttpResponse, HttpServer,
     body::MessageBody,
@@ -10,48 +16,17 @@ use actix_web::{
     middleware::{Next, from_fn},
     web,
 };
-use sea_orm::DatabaseConnection;
 
-use crate::{
-    config::Config,
-    files::model::Storage,
-    security::RequestPolicy,
-    worker::{Runtime, queue::Queue, registry::Registry},
-};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub config: Arc<Config>,
-    pub registry: Arc<Registry>,
-    pub runtime: Runtime,
-    pub storage: Storage,
+/// Opens the state with every domain's extensions wired in (`serve`, `worker`, the tests).
+pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
+    AppState::open(config, extensions()).await
 }
 
-impl AppState {
-    /// Creates the data dir layout, connects, migrates.
-    pub async fn open(config: Config) -> anyhow::Result<AppState> {
-        for dir in [
-            config.data_dir.clone(),
-            config.files_root().join("JOBS"),
-            config.spectra_root(),
-        ] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-        }
-        let db = crate::db::connect(&config.database_url()).await?;
-        let registry = Arc::new(Registry::new());
-        let runtime = Runtime::new(&config, Queue::new(db.clone()), registry.clone())?;
-        let storage = Storage::open(&config.files_root())?;
-        Ok(AppState {
-            db,
-            config: Arc::new(config),
-            registry,
-            runtime,
-            storage,
-        })
-    }
+/// The one place the domains above the worker plug into it and into the job page.
+pub fn extensions() -> Extensions {
+    let mut ext = Extensions::default();
+    active_learning::extend(&mut ext);
+    ext
 }
 
 pub struct Application {
@@ -62,7 +37,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let state = AppState::open(config).await?;
+        let state = open_state(config).await?;
         let bind = state.config.server.bind.clone();
         let listener = TcpListener::bind(&bind)
             .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
@@ -122,7 +97,7 @@ pub fn create_app(
         .app_data(web::Data::new(state))
         .app_data(web::Data::from(policy))
         .app_data(crate::error::json_config(json_limit))
-        .app_data(crate::error::form_config(json_limit))
+        .app_data(crate::pages::form_config(json_limit))
         .app_data(crate::error::query_config())
         .app_data(crate::error::path_config())
         .wrap(from_fn(guard))
@@ -132,6 +107,7 @@ pub fn create_app(
                 .configure(crate::files::routes::configure)
                 .configure(crate::spectra::routes::configure)
                 .configure(crate::labellings::routes::configure)
+                .configure(crate::active_learning::routes::configure)
                 .route("/openapi.json", web::get().to(crate::openapi::document))
                 .route("/docs", web::get().to(crate::openapi::docs_page))
                 .default_service(web::to(|| async {
@@ -151,7 +127,8 @@ pub fn create_app(
         }))
 }
 
-/// SPEC §10: refuse foreign Host headers (DNS rebinding) and cross-site state changes.
+/// SPEC §10: refuse foreign Host headers (DNS rebinding), cross-site state changes, oversized
+/// headers and queries that do not decode to UTF-8, before any handler sees the request.
 async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -159,13 +136,16 @@ async fn guard(
     let verdict = req
         .app_data::<web::Data<RequestPolicy>>()
         .and_then(|p| p.check(req.request()));
-    match verdict {
-        Some((status, message)) => {
-            let resp = HttpResponse::build(status).json(
-                serde_json::json!({ "code": "forbidden", "message": message, "detail": message }),
-            );
-            Ok(req.into_response(resp).map_into_right_body())
-        }
+    let refusal = match verdict {
+        Some((status, message)) => Some(HttpResponse::build(status).json(
+            serde_json::json!({ "code": "forbidden", "message": message, "detail": message }),
+        )),
+        None => crate::security::bounds(req.request())
+            .err()
+            .map(|e| actix_web::ResponseError::error_response(&e)),
+    };
+    match refusal {
+        Some(resp) => Ok(req.into_response(resp).map_into_right_body()),
         None => Ok(next.call(req).await?.map_into_left_body()),
     }
 }

@@ -20,6 +20,8 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -49,6 +51,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "too_large",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -74,6 +77,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,26 +120,6 @@ pub fn json_config(limit: usize) -> actix_web::web::JsonConfig {
                 },
             };
             api.into()
-        })
-}
-
-/// The pages' forms: room for a config of `json_limit` bytes once URL-encoded (up to 3× its
-/// size), and a page that says which limit was hit past that.
-pub fn form_config(json_limit: usize) -> actix_web::web::FormConfig {
-    actix_web::web::FormConfig::default()
-        .limit(json_limit.saturating_mul(3).saturating_add(64 << 10))
-        .error_handler(move |err, _| {
-            use actix_web::error::UrlencodedError as E;
-            let api = match &err {
-                E::Overflow { .. } => ApiError::TooLarge(format!(
-                    "form larger than the limit for a config of {json_limit} bytes (server.json_limit)"
-                )),
-                other => ApiError::Invalid {
-                    field: None,
-                    message: format!("invalid form: {other}"),
-                },
-            };
-            crate::pages::PageError(api).into()
         })
 }
 

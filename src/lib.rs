@@ -1,6 +1,7 @@
 //! mljm: machine-learning jobs over archives of astronomical spectra, with a human in the loop.
 //! One binary: JSON API, htmx pages, a job queue on the database and in-process workers.
 
+pub mod active_learning;
 pub mod app;
 pub mod assets;
 pub mod cli;
@@ -13,7 +14,10 @@ pub mod jobs;
 pub mod labellings;
 pub mod openapi;
 pub mod pages;
+pub mod queue;
 pub mod science;
 pub mod security;
 pub mod spectra;
+pub mod state;
+pub mod storage;
 pub mod worker;

@@ -6,10 +6,12 @@ use askama::Template;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::{
-    app::AppState,
-    db::entities::job::{self, Column as C},
     error::ApiError,
-    jobs::model::Phase,
+    queue::{
+        Phase,
+        job::{self, Column as C},
+    },
+    state::AppState,
 };
 
 /// Pages load nothing from another host: every script, style, image and request is our own.
@@ -138,6 +140,37 @@ impl ResponseError for PageError {
         }
     }
 }
+
+/// The pages' forms: room for a config of `json_limit` bytes once URL-encoded (up to 3× its
+/// size), and a page that says which limit was hit past that.
+pub fn form_config(json_limit: usize) -> actix_web::web::FormConfig {
+    actix_web::web::FormConfig::default()
+        .limit(json_limit.saturating_mul(3).saturating_add(64 << 10))
+        .error_handler(move |err, _| {
+            use actix_web::error::UrlencodedError as E;
+            let api = match &err {
+                E::Overflow { .. } => ApiError::TooLarge(format!(
+                    "form larger than the limit for a config of {json_limit} bytes (server.json_limit)"
+                )),
+                other => ApiError::Invalid {
+                    field: None,
+                    message: format!("invalid form: {other}"),
+                },
+            };
+            PageError(api).into()
+        })
+}
+
+/// HTML that one of our own templates rendered (escaped there): drawn as it is inside a page.
+pub struct Rendered(pub String);
+
+impl std::fmt::Display for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl askama::filters::HtmlSafe for Rendered {}
 
 /// `filename` percent-encoded for a URL path segment or query value.
 pub fn url_part(s: &str) -> String {

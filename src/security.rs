@@ -1,9 +1,59 @@
 //! SPEC §10 request checks: the Host header must name this server (421 otherwise), and a
 //! state-changing request from another site (Origin or Sec-Fetch-Site) is refused with 403.
+//! Before any handler: headers are bounded (431) and a query must decode to UTF-8 (422).
 
 use std::net::IpAddr;
 
 use actix_web::{HttpRequest, http::StatusCode};
+use percent_encoding::percent_decode_str;
+
+use crate::error::ApiError;
+
+/// All request headers together, names and values: far above any browser's or client's, far
+/// below what would let one request hold much memory.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// The bounds every request keeps, whatever it asks for.
+pub fn bounds(req: &HttpRequest) -> Result<(), ApiError> {
+    let bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if bytes > MAX_HEADER_BYTES {
+        return Err(ApiError::HeadersTooLarge(format!(
+            "the request headers hold {bytes} bytes; at most {MAX_HEADER_BYTES} are accepted"
+        )));
+    }
+    query_is_utf8(req.query_string())
+}
+
+/// Every key and value of a query decodes to UTF-8: `%c0%ae` is no path character.
+fn query_is_utf8(query: &str) -> Result<(), ApiError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .is_ok()
+        };
+        let name =
+            String::from_utf8_lossy(&percent_decode_str(key).collect::<Vec<u8>>()).into_owned();
+        if !decode(key) {
+            return Err(ApiError::invalid(
+                "query",
+                format!("the query parameter {name:?} is not valid UTF-8 once decoded"),
+            ));
+        }
+        if !decode(value) {
+            return Err(ApiError::invalid(
+                name.clone(),
+                format!("{name}: the value is not valid UTF-8 once decoded ({value:?})"),
+            ));
+        }
+    }
+    Ok(())
+}
 
 pub struct RequestPolicy {
     /// `None` when bound to 0.0.0.0 / [::]: any IP literal names this server then.
@@ -90,6 +140,19 @@ impl RequestPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_must_decode_to_utf8() {
+        assert!(query_is_utf8("parent_dir_path=%2Fa%20b&x=%CE%B1+y").is_ok());
+        assert!(query_is_utf8("").is_ok());
+        let e = query_is_utf8("parent_dir_path=%c0%ae%c0%ae").unwrap_err();
+        let ApiError::Invalid { field, message } = e else {
+            panic!("422")
+        };
+        assert_eq!(field.as_deref(), Some("parent_dir_path"));
+        assert!(message.contains("not valid UTF-8"), "{message}");
+        assert!(query_is_utf8("%ff=1").is_err());
+    }
 
     #[test]
     fn a_rebinding_host_name_is_refused() {

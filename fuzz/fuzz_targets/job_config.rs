@@ -9,8 +9,8 @@ use std::{os::unix::fs::symlink, path::PathBuf, sync::OnceLock};
 use libfuzzer_sys::fuzz_target;
 use mljm::{
     error::ApiError,
+    job_types::{Paths, Registry},
     jobs::model::{Description, Label, job_dir_path},
-    worker::registry::{Paths, Registry},
 };
 use serde_json::Value;
 
@@ -62,19 +62,25 @@ fn names_a_field(e: &ApiError, prefix: &str) {
 }
 
 fn check_config(w: &World, job_type: &str, config: &Value) {
-    let checked = w.registry.check(job_type, config);
+    let checked = w
+        .registry
+        .check(job_type, config, &w.paths)
+        .map_err(ApiError::from);
     let _ = w.registry.unknown_keys(job_type, config);
     let Err(e) = checked else {
         let t = w.registry.get(job_type).unwrap();
         for (field, root, path) in t.paths(config) {
             let base = match root {
-                mljm::worker::registry::Root::Spectra => &w.spectra,
-                mljm::worker::registry::Root::Files => &w.files,
+                mljm::job_types::Root::Spectra => &w.spectra,
+                mljm::job_types::Root::Files => &w.files,
             };
-            if let Ok(p) = w.paths.resolve(root, field, &path) {
-                assert!(p.starts_with(base), "{field} {path:?} → {p:?}");
-                assert!(!p.components().any(|c| c.as_os_str() == ".."), "{p:?}");
-            }
+            let p = w
+                .paths
+                .resolve(root, field, &path)
+                .expect("an accepted path resolves");
+            assert!(p.starts_with(base), "{field} {path:?} → {p:?}");
+            assert!(!p.components().any(|c| c.as_os_str() == ".."), "{p:?}");
+            assert!(p.exists(), "an accepted path exists: {p:?}");
         }
         return;
     };

@@ -12,7 +12,7 @@ use std::{
 };
 
 use libfuzzer_sys::fuzz_target;
-use mljm::files::model::{PathError, Storage, display, file_name, normalize};
+use mljm::storage::{PathError, Storage, display, file_name, normalize};
 
 #[global_allocator]
 static ALLOC: mljm_fuzz::Bounded = mljm_fuzz::Bounded;

@@ -90,7 +90,7 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
         "  mljm run DATA_PREPROCESSING --data-dir {d} --config {d}/files/prep_config.json --out {d}/files/demo"
     );
     println!(
-        "first active-learning iteration (or create both jobs in the server: mljm serve --data-dir {d}):"
+        "first active-learning iteration (in the server, point pool_data_path at the preprocessing job's folder, /JOBS/job_…/result.h5):"
     );
     println!(
         "  mljm run ACTIVE_ML --data-dir {d} --config {d}/files/al_config.json --out {d}/files/al-0"

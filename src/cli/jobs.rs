@@ -66,6 +66,35 @@ pub enum JobsCommand {
     },
 }
 
+/// Why a request got no answer, in words that say what to do about it.
+fn unreachable(base: &str, e: &reqwest::Error) -> String {
+    let mut chain = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        chain.push(s.to_string().to_lowercase());
+        source = s.source();
+    }
+    let all = chain.join(": ");
+    let why = if e.is_timeout() || all.contains("timed out") {
+        "the connection timed out".to_string()
+    } else if all.contains("connection refused") {
+        "connection refused: no server listens there".to_string()
+    } else if all.contains("dns")
+        || all.contains("failed to lookup")
+        || all.contains("name or service")
+    {
+        "its host name does not resolve".to_string()
+    } else if e.is_builder() {
+        format!("it is not a usable URL ({all})")
+    } else {
+        chain.last().cloned().unwrap_or_default()
+    };
+    format!(
+        "nothing answers at {base} ({why}); start the server with `mljm serve`, or point \
+         --server (or MLJM_SERVER) at the one you mean, e.g. --server http://gpu-host:8000"
+    )
+}
+
 struct Client {
     http: reqwest::Client,
     base: String,
@@ -76,7 +105,7 @@ impl Client {
         let resp = req
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", self.base))?;
+            .map_err(|e| anyhow::anyhow!(unreachable(&self.base, &e)))?;
         if resp.status().is_success() {
             return Ok(resp);
         }

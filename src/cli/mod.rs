@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    app::{AppState, Application},
+    app::{Application, open_state},
     config::{Config, Overrides},
 };
 
@@ -108,7 +108,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => {
             let config = Config::load(file, &args.overrides())?;
             let concurrency = config.worker.concurrency.max(1);
-            let state = AppState::open(config).await?;
+            let state = open_state(config).await?;
             let mut set = state.runtime.spawn(concurrency);
             tokio::select! {
                 _ = shutdown_signal() => tracing::info!("worker stopping"),
@@ -118,7 +118,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(args) => {
             let config = Config::load(file, &args.overrides())?;
-            AppState::open(config).await?;
+            open_state(config).await?;
             eprintln!("migrations applied");
             Ok(())
         }

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::{Usage, progress::Reporter};
 use crate::{
+    job_types::{JobContext, JobLog, Paths, Registry},
     science::{Cancel, Progress},
-    worker::registry::{JobContext, JobLog, Paths, Registry},
 };
 
 #[derive(Args, Debug)]
@@ -47,13 +47,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map_err(|e| Usage(format!("{} is not valid JSON: {e}", args.config.display())))?;
     let paths = match &args.data_dir {
         Some(d) => {
-            registry
-                .check(&args.job_type, &config)
-                .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
-            Paths::Server {
+            let paths = Paths::Server {
                 spectra: d.join("spectra"),
                 files: d.join("files"),
-            }
+            };
+            registry
+                .check(&args.job_type, &config, &paths)
+                .map_err(|e| Usage(format!("{}: {e}", args.config.display())))?;
+            paths
         }
         None => {
             job_type

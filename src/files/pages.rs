@@ -5,13 +5,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 use serde::Deserialize;
 
-use super::{
-    model::{display, normalize},
-    service::{self, Listing},
-};
+use super::service::{self, Listing};
 use crate::{
-    app::AppState,
     pages::{Layout, PageError, html, human_size, is_htmx, url_part},
+    state::AppState,
+    storage::{display, normalize},
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -146,7 +144,7 @@ async fn files_page(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::files::model::Storage;
+    use crate::storage::Storage;
 
     #[test]
     fn a_big_folder_is_drawn_in_pages_folders_first() {

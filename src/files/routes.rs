@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use super::service;
-use crate::{app::AppState, error::ApiError};
+use crate::{error::ApiError, state::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource(["/files", "/files/"]).route(web::get().to(list)))
@@ -116,7 +116,7 @@ async fn upload(
             Ok(HttpResponse::Created().json(json!({
                 "filename": *name,
                 "size": size,
-                "parent_dir_path": super::model::display(&super::model::normalize(&q.parent_dir_path)?),
+                "parent_dir_path": crate::storage::display(&crate::storage::normalize(&q.parent_dir_path)?),
             })))
         }
         Ok(None) => {

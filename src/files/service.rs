@@ -5,8 +5,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::model::{Storage, display, normalize};
 use crate::error::ApiError;
+use crate::storage::{Storage, display, normalize};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FileEntry {

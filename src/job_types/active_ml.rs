@@ -14,14 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
+    job_types::{ConfigError, FieldKind, FormField, JobContext, JobType, Root, parse_config},
     science::{
         active,
         cnn::{self, TrainOptions},
         h5::{SpectraSet, read_spectra, write_spectra},
         selection, tsne,
-    },
-    worker::registry::{
-        ConfigError, FieldKind, FormField, JobContext, JobType, Root, parse_config,
     },
 };
 
@@ -302,8 +300,23 @@ fn resolve(ctx: &JobContext, cfg: &AlConfig, field: &str) -> anyhow::Result<Opti
     Ok(Some(ctx.paths.resolve(Root::Files, field, p)?))
 }
 
+/// A spectra file the CNN can use: every flux finite (a NaN would silently poison every
+/// prediction), and at least one spectrum.
 fn read_set(path: &Path, what: &str) -> anyhow::Result<SpectraSet> {
-    read_spectra(path).map_err(|e| anyhow!("cannot read the {what} {}: {e}", path.display()))
+    let set = read_spectra(path)
+        .map_err(|e| anyhow!("cannot read the {what} {}: {e}", path.display()))?;
+    if set.is_empty() {
+        bail!("the {what} {} holds no spectra", path.display());
+    }
+    if let Some(i) = (0..set.len()).find(|&i| set.row(i).iter().any(|v| !v.is_finite())) {
+        let bad = set.row(i).iter().filter(|v| !v.is_finite()).count();
+        bail!(
+            "the {what} {} has non-finite fluxes: spectrum {} (row {i}) holds {bad} NaN or infinite values; preprocess it again",
+            path.display(),
+            set.filenames[i]
+        );
+    }
+    Ok(set)
 }
 
 fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> anyhow::Result<()> {
@@ -565,8 +578,28 @@ fn training_set(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyhow::
     let base = match resolve(ctx, cfg, "training_data_path")? {
         Some(p) => {
             let set = read_set(&p, "training data")?;
-            if set.labels.is_none() {
+            let Some(labels) = &set.labels else {
                 bail!("the training data {} has no labels dataset", p.display());
+            };
+            if labels.len() != set.len() {
+                bail!(
+                    "the training data {}: {} labels for {} spectra",
+                    p.display(),
+                    labels.len(),
+                    set.len()
+                );
+            }
+            if let Some(i) = labels
+                .iter()
+                .position(|&l| l < 0 || l as usize >= cfg.classes.len())
+            {
+                bail!(
+                    "the training data {}: label {} of {} is not a class index (0 to {})",
+                    p.display(),
+                    labels[i],
+                    set.filenames[i],
+                    cfg.classes.len() - 1
+                );
             }
             Some(set)
         }

@@ -6,10 +6,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
+    job_types::{ConfigError, FieldKind, FormField, JobContext, JobType, Root, parse_config},
     science::{h5::read_spectra, plot, tsne},
-    worker::registry::{
-        ConfigError, FieldKind, FormField, JobContext, JobType, Root, parse_config,
-    },
 };
 
 pub struct DimReduction;

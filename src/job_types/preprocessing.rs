@@ -6,10 +6,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
-    science::preprocess::{self, Options, PreprocessError},
-    worker::registry::{
+    job_types::{
         ConfigError, FieldKind, FormField, JobContext, JobType, Preset, Root, parse_config,
     },
+    science::preprocess::{self, Options, PreprocessError},
 };
 
 pub struct Preprocessing;

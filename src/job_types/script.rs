@@ -1,7 +1,14 @@
 //! SCRIPT: runs a command with the job directory as working directory. Its stdout and stderr
 //! go to `log.txt` as produced; exit status 0 completes the job; ABORT kills its process group.
+//! A watcher in that group kills it when the worker dies, even by SIGKILL (grandchildren
+//! included, which `PR_SET_PDEATHSIG` on the script alone would leave running).
 
-use std::{collections::BTreeMap, process::Stdio, time::Duration};
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    process::Stdio,
+    time::Duration,
+};
 
 use anyhow::Context;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -9,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::worker::registry::{
+use crate::job_types::{
     ConfigError, FieldKind, FormField, JobContext, JobLog, JobType, parse_config,
 };
 
@@ -97,10 +104,16 @@ async fn run_script(ctx: JobContext) -> anyhow::Result<()> {
     let cfg = ScriptConfig::parse(&ctx.config)?;
     ctx.log.line(&format!("running {:?}", cfg.command));
     let mut command = tokio::process::Command::new(&cfg.command[0]);
-    // SAFETY: prctl is async-signal-safe; it makes the script die with its worker (kill -9).
+    // Held open by this process alone: when it dies, even by SIGKILL, the script's watcher
+    // reads end-of-file and takes the whole process group with it.
+    let (watch_read, watch_write) = lifeline()?;
+    let read_fd = watch_read.as_raw_fd();
+    // SAFETY: only async-signal-safe calls (prctl, fork, waitpid, close, read, killpg,
+    // _exit) run between fork and exec.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            start_watcher(read_fd);
             Ok(())
         });
     }
@@ -117,6 +130,7 @@ async fn run_script(ctx: JobContext) -> anyhow::Result<()> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {:?}", cfg.command[0]))?;
+    drop(watch_read);
     let pgid = child.id().map(|p| p as i32);
     // Whatever happens below, the whole process group goes with the job.
     let _group = KillGroupOnDrop(pgid);
@@ -150,6 +164,7 @@ async fn run_script(ctx: JobContext) -> anyhow::Result<()> {
         let _ = err.await;
     })
     .await;
+    drop(watch_write);
     if status.success() {
         ctx.log.line("script exited with status 0");
         Ok(())
@@ -175,6 +190,71 @@ async fn copy_to_log(stream: Option<impl AsyncRead + Unpin>, log: JobLog) {
             break;
         }
         log.write_bytes(&buf[..n]);
+    }
+}
+
+/// A pipe whose both ends close on exec: the read end goes to the watcher, the write end
+/// stays with this process.
+fn lifeline() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills both descriptors on success; each is owned exactly once below.
+    unsafe {
+        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
+    }
+}
+
+/// In the script's process (its own group, before exec): forks a watcher that is not the
+/// script's child (so a shell's `wait` never waits for it), keeps only `read_fd` open, and
+/// kills the group once the worker's end of the pipe is gone — the worker ended the job, or
+/// died. The watcher is in the group, so the group id cannot be reused while it waits.
+///
+/// # Safety
+/// Called between fork and exec: async-signal-safe calls only.
+unsafe fn start_watcher(read_fd: libc::c_int) {
+    unsafe {
+        let middle = libc::fork();
+        if middle > 0 {
+            libc::waitpid(middle, std::ptr::null_mut(), 0);
+            return;
+        }
+        if middle < 0 {
+            return;
+        }
+        // The middle process leaves at once; its child is adopted by init.
+        if libc::fork() != 0 {
+            libc::_exit(0);
+        }
+        close_all_but(read_fd);
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(read_fd, (&raw mut byte).cast(), 1);
+            if n == 0 || (n < 0 && *libc::__errno_location() != libc::EINTR) {
+                break;
+            }
+        }
+        libc::killpg(libc::getpgrp(), libc::SIGKILL);
+        libc::_exit(0);
+    }
+}
+
+/// Closes every descriptor but `keep` (the log pipes too, so they reach end-of-file when the
+/// script ends).
+///
+/// # Safety
+/// Async-signal-safe; only in a process that owns nothing else.
+unsafe fn close_all_but(keep: libc::c_int) {
+    unsafe {
+        let ranged = (keep == 0
+            || libc::syscall(libc::SYS_close_range, 0u32, (keep - 1) as u32, 0u32) == 0)
+            && libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32) == 0;
+        if !ranged {
+            for fd in (0..4096).filter(|&fd| fd != keep) {
+                libc::close(fd);
+            }
+        }
     }
 }
 

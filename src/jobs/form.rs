@@ -10,10 +10,10 @@ use serde_json::{Map, Value};
 
 use super::service::{self, NewJob};
 use crate::{
-    app::AppState,
     error::ApiError,
+    job_types::{FieldKind, FormField, JobType},
     pages::{Layout, PageError, html_status},
-    worker::registry::{FieldKind, FormField, JobType},
+    state::AppState,
 };
 
 struct FieldView {
@@ -245,12 +245,12 @@ async fn render(
 async fn hdf5_choices(state: &AppState) -> Result<Vec<String>, ApiError> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-    use crate::db::entities::job::{Column as C, Entity};
+    use crate::queue::job::{Column as C, Entity};
     let dirs: Vec<String> = Entity::find()
         .select_only()
         .column(C::DirPath)
         .filter(C::JobType.is_in(["DATA_PREPROCESSING", "ACTIVE_ML"]))
-        .filter(C::Phase.eq(super::model::Phase::Completed))
+        .filter(C::Phase.eq(crate::queue::Phase::Completed))
         .order_by_desc(C::CreatedAt)
         .limit(100)
         .into_tuple()
@@ -286,7 +286,7 @@ fn job_type(
     Ok(state
         .registry
         .get(name)
-        .ok_or_else(|| state.registry.unknown(name))?)
+        .ok_or_else(|| ApiError::from(state.registry.unknown(name)))?)
 }
 
 pub async fn new_job_page(

@@ -5,45 +5,11 @@ use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Phase {
-    #[sea_orm(string_value = "PENDING")]
-    Pending,
-    #[sea_orm(string_value = "QUEUED")]
-    Queued,
-    #[sea_orm(string_value = "PROCESSING")]
-    Processing,
-    #[sea_orm(string_value = "COMPLETED")]
-    Completed,
-    #[sea_orm(string_value = "ERROR")]
-    Error,
-    #[sea_orm(string_value = "ABORTED")]
-    Aborted,
-}
-
-/// What someone (a user, a worker, the reaper) asks of a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Run,
-    Claim,
-    Abort,
-    Complete,
-    Fail,
-    Requeue,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq)]
-#[error("cannot {action} a job in phase {phase}")]
-pub struct PhaseConflict {
-    pub phase: Phase,
-    pub action: &'static str,
-}
+use crate::{
+    error::ApiError,
+    job_types::{CheckError, ConfigError},
+    queue::{Phase, PhaseConflict, TransitionError},
+};
 
 impl From<PhaseConflict> for ApiError {
     fn from(c: PhaseConflict) -> Self {
@@ -51,75 +17,31 @@ impl From<PhaseConflict> for ApiError {
     }
 }
 
-impl Phase {
-    pub const ALL: [Phase; 6] = [
-        Phase::Pending,
-        Phase::Queued,
-        Phase::Processing,
-        Phase::Completed,
-        Phase::Error,
-        Phase::Aborted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Pending => "PENDING",
-            Phase::Queued => "QUEUED",
-            Phase::Processing => "PROCESSING",
-            Phase::Completed => "COMPLETED",
-            Phase::Error => "ERROR",
-            Phase::Aborted => "ABORTED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Phase> {
-        Phase::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// Queued or processing: the job holds (or waits for) a worker.
-    pub fn is_active(self) -> bool {
-        matches!(self, Phase::Queued | Phase::Processing)
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Completed | Phase::Error | Phase::Aborted)
-    }
-
-    /// The only place the state machine lives.
-    pub fn transition(self, action: Action) -> Result<Phase, PhaseConflict> {
-        use Action::*;
-        use Phase::*;
-        match (self, action) {
-            (Pending, Run) => Ok(Queued),
-            (Queued, Claim) => Ok(Processing),
-            (Queued | Processing, Abort) => Ok(Aborted),
-            (Processing, Complete) => Ok(Completed),
-            (Processing, Fail) => Ok(Error),
-            (Processing, Requeue) => Ok(Queued),
-            (phase, action) => Err(PhaseConflict {
-                phase,
-                action: action.verb(),
-            }),
+impl From<ConfigError> for ApiError {
+    fn from(e: ConfigError) -> Self {
+        let field = format!("config.{}", e.field);
+        ApiError::Invalid {
+            message: format!("{field}: {}", e.message),
+            field: Some(field),
         }
     }
 }
 
-impl Action {
-    fn verb(self) -> &'static str {
-        match self {
-            Action::Run => "RUN",
-            Action::Claim => "start",
-            Action::Abort => "ABORT",
-            Action::Complete => "COMPLETE",
-            Action::Fail => "end with ERROR",
-            Action::Requeue => "queue again",
+impl From<CheckError> for ApiError {
+    fn from(e: CheckError) -> Self {
+        match e {
+            CheckError::UnknownType { .. } => ApiError::invalid("type", e.to_string()),
+            CheckError::Config(c) => c.into(),
         }
     }
 }
 
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+impl From<TransitionError> for ApiError {
+    fn from(e: TransitionError) -> Self {
+        match e {
+            TransitionError::Conflict(c) => c.into(),
+            TransitionError::Db(d) => d.into(),
+        }
     }
 }
 
@@ -194,11 +116,6 @@ impl Description {
     }
 }
 
-/// Seconds from `started` to `ended` (the `execution_duration` field), when it started at all.
-pub fn duration_s(started: Option<DateTime<Utc>>, ended: DateTime<Utc>) -> Option<f64> {
-    started.map(|s| (ended - s).num_milliseconds() as f64 / 1000.0)
-}
-
 /// `/JOBS/job_<slug of label>_<uuid>`, relative to the files root.
 pub fn job_dir_path(label: &Label, id: Uuid) -> String {
     format!("/JOBS/job_{}_{}", label.slug(), id)
@@ -226,8 +143,8 @@ pub struct JobView {
     pub metrics: Option<serde_json::Value>,
 }
 
-impl From<crate::db::entities::job::Model> for JobView {
-    fn from(m: crate::db::entities::job::Model) -> Self {
+impl From<crate::queue::job::Model> for JobView {
+    fn from(m: crate::queue::job::Model) -> Self {
         JobView {
             job_id: m.job_id,
             job_type: m.job_type,
@@ -286,39 +203,5 @@ mod tests {
     #[test]
     fn the_slug_is_lowercase_with_underscores() {
         assert_eq!(Label::parse("Hα Run #2").unwrap().slug(), "h__run__2");
-    }
-
-    #[test]
-    fn only_queued_and_processing_jobs_can_be_aborted() {
-        for p in Phase::ALL {
-            assert_eq!(p.transition(Action::Abort).is_ok(), p.is_active(), "{p}");
-        }
-    }
-
-    #[test]
-    fn run_is_allowed_from_pending_only() {
-        for p in Phase::ALL {
-            assert_eq!(
-                p.transition(Action::Run).is_ok(),
-                p == Phase::Pending,
-                "{p}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_conflict_names_the_phase() {
-        let e = Phase::Completed.transition(Action::Abort).unwrap_err();
-        assert_eq!(e.to_string(), "cannot ABORT a job in phase COMPLETED");
-    }
-
-    #[test]
-    fn end_actions_need_a_processing_job() {
-        assert_eq!(
-            Phase::Processing.transition(Action::Complete),
-            Ok(Phase::Completed)
-        );
-        assert_eq!(Phase::Processing.transition(Action::Fail), Ok(Phase::Error));
-        assert!(Phase::Queued.transition(Action::Complete).is_err());
     }
 }

@@ -6,16 +6,16 @@ use askama::Template;
 use uuid::Uuid;
 
 use super::{
-    model::{JobPage, JobView, Phase},
+    model::{JobPage, JobView},
     service::{self, ListQuery, LogPart, NewJob},
-    workspace::{self, Workspace},
 };
 use crate::{
-    app::AppState,
     error::ApiError,
     files::service::Listing,
-    pages::{Layout, PageError, html, human_size, is_htmx, json_attr, url_part},
+    pages::{Layout, PageError, Rendered, html, human_size, is_htmx, json_attr, url_part},
+    queue::Phase,
     science::preprocess::Skipped,
+    state::AppState,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -84,7 +84,8 @@ struct Results {
     files: Vec<FileLink>,
     preprocessing: Option<PrepResults>,
     plot_png: Option<String>,
-    workspace: Option<Workspace>,
+    /// Sections other domains draw for this job (the active-learning workspace).
+    sections: Vec<Rendered>,
 }
 
 // Sub-templates drawn inside a page are our own escaped HTML: askama must not escape them again.
@@ -218,17 +219,22 @@ async fn results(state: &AppState, job: &JobView) -> Result<Results, ApiError> {
             .find(|f| f.filename.ends_with(".png"))
             .map(|f| download_url(&job.dir_path, &f.filename))
     });
-    let workspace = match job.job_type.as_str() {
-        "ACTIVE_ML" if done => Some(workspace::build(state, job).await?),
-        _ => None,
-    };
+    let mut sections = Vec::new();
+    for section in state.job_sections.iter() {
+        if let Some(html) = section
+            .render(state, job.job_id, &job.job_type, job.phase)
+            .await?
+        {
+            sections.push(Rendered(html));
+        }
+    }
     Ok(Results {
         job_id: job.job_id,
         phase: job.phase,
         files: listing.map_or_else(Vec::new, |l| file_links(&job.dir_path, l)),
         preprocessing,
         plot_png,
-        workspace,
+        sections,
     })
 }
 

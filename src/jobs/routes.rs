@@ -7,11 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{
-    model::Action,
-    service::{self, EndTimes, JobEdit, ListQuery, LogPart, NewJob},
-};
-use crate::{app::AppState, error::ApiError};
+use super::service::{self, EndTimes, JobEdit, ListQuery, LogPart, NewJob};
+use crate::{error::ApiError, queue::Action, state::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -28,28 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(web::resource("/jobs/{job_id}/process/{action}").route(web::post().to(process)))
     .service(web::resource("/jobs/{job_id}/end/{phase}").route(web::post().to(end)))
-    .service(web::resource("/jobs/{job_id}/log").route(web::get().to(log)))
-    .service(web::resource("/jobs/{job_id}/continue").route(web::post().to(continue_job)))
-    .service(web::resource("/jobs/{job_id}/chain").route(web::get().to(chain)));
-}
-
-#[derive(Deserialize)]
-struct ContinueQuery {
-    #[serde(default)]
-    allow_partial: bool,
-}
-
-async fn continue_job(
-    state: web::Data<AppState>,
-    id: web::Path<Uuid>,
-    q: web::Query<ContinueQuery>,
-) -> Result<HttpResponse> {
-    Ok(HttpResponse::Accepted()
-        .json(super::chain::continue_job(&state, *id, q.allow_partial).await?))
-}
-
-async fn chain(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(super::chain::chain(&state, *id).await?))
+    .service(web::resource("/jobs/{job_id}/log").route(web::get().to(log)));
 }
 
 type Result<T> = std::result::Result<T, ApiError>;

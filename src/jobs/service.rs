@@ -13,12 +13,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::model::{Action, Description, JobPage, JobView, Label, Phase, duration_s, job_dir_path};
+use super::model::{Description, JobPage, JobView, Label, job_dir_path};
 use crate::{
-    app::AppState,
-    db::entities::job::{self, Column as C},
     error::ApiError,
-    worker::queue::{compare_and_set, phase_value},
+    queue::{
+        Action, Phase, duration_s,
+        job::{self, Column as C},
+        transition,
+    },
+    state::AppState,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,7 +54,7 @@ pub const MAX_LIMIT: u64 = 1000;
 
 pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> {
     if state.registry.get(&new.job_type).is_none() {
-        return Err(state.registry.unknown(&new.job_type));
+        return Err(state.registry.unknown(&new.job_type).into());
     }
     let label = Label::parse(&new.label)?;
     let description = new
@@ -61,7 +64,9 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
         .transpose()?
         .map(Description::into_inner);
     if let Some(cfg) = &new.config {
-        state.registry.check(&new.job_type, cfg)?;
+        state
+            .registry
+            .check(&new.job_type, cfg, &state.runtime.paths())?;
     }
     if let Some(parent) = new.parent_job_id {
         find(state, parent)
@@ -158,6 +163,8 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
         .exec(&state.db)
         .await?;
     if removed.rows_affected == 0 {
+        // Another DELETE won (404, as for any job that is gone), or a RUN did (409).
+        find(state, id).await?;
         return Err(ApiError::Conflict(
             "the job was started meanwhile: ABORT it first".into(),
         ));
@@ -174,24 +181,26 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// PENDING → QUEUED, after checking the config again; wakes the workers.
+/// PENDING → QUEUED; wakes the workers. The job's configuration is its folder's
+/// `config.json` (SPEC §2, as in the original, where users placed or edited it there): it is
+/// read and checked again here, and the job row keeps the config the job runs with.
 pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     let job = find(state, id).await?;
     job.phase.transition(Action::Run)?;
-    let config = job
-        .config
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid("config", "the job has no config to run"))?;
-    state.registry.check(&job.job_type, config)?;
-    let won = compare_and_set(
+    let config = folder_config(state, &job)?;
+    state
+        .registry
+        .check(&job.job_type, &config, &state.runtime.paths())?;
+    let won = transition(
         &state.db,
         id,
         Phase::Pending,
+        Action::Run,
         None,
-        vec![(C::Phase, phase_value(Phase::Queued))],
+        vec![(C::Config, Expr::value(config.clone()))],
     )
     .await?;
-    if !won {
+    if won.is_none() {
         let now = find(state, id).await?;
         return Err(now
             .phase
@@ -203,8 +212,38 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     // Answer with the phase this call wrote: a worker may claim the job before we read it back.
     let mut queued = JobView::from(job);
     queued.phase = Phase::Queued;
+    queued.config = Some(config);
     state.runtime.queue.enqueued().await;
     Ok(queued)
+}
+
+/// The job folder's `config.json`, or, where the folder has none, the config it was created
+/// with (written back, so the folder shows what runs).
+fn folder_config(state: &AppState, job: &job::Model) -> Result<Value, ApiError> {
+    let dir = state.runtime.job_dir(&job.dir_path);
+    let path = dir.join("config.json");
+    let shown = format!("{}/config.json", job.dir_path);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid("config", format!("{shown} is not valid JSON: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match &job.config {
+            Some(cfg) => {
+                write_config(&dir, cfg)?;
+                Ok(cfg.clone())
+            }
+            None => Err(ApiError::invalid(
+                "config",
+                format!(
+                    "the job has no config to run: create it with one, or put config.json into \
+                     its folder ({shown})"
+                ),
+            )),
+        },
+        Err(e) => Err(ApiError::invalid(
+            "config",
+            format!("cannot read {shown}: {e}"),
+        )),
+    }
 }
 
 /// QUEUED or PROCESSING → ABORTED. A running job is stopped by its worker's watcher.
@@ -215,11 +254,13 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
         let ended = Utc::now();
         let duration = duration_s(job.started_at, ended);
         let changes = vec![
-            (C::Phase, phase_value(Phase::Aborted)),
             (C::EndedAt, Expr::value(ended)),
             (C::ExecutionDuration, Expr::value(duration)),
         ];
-        if compare_and_set(&state.db, id, job.phase, None, changes).await? {
+        if transition(&state.db, id, job.phase, Action::Abort, None, changes)
+            .await?
+            .is_some()
+        {
             return get(state, id).await;
         }
         // Claimed or finished between the read and the write: decide again on the new phase.
@@ -235,7 +276,7 @@ pub async fn submit(
     entrypoint: &str,
     staged: &std::path::Path,
 ) -> Result<JobView, ApiError> {
-    let name = crate::files::model::file_name(entrypoint)
+    let name = crate::storage::file_name(entrypoint)
         .map_err(|e| ApiError::invalid("entrypoint", e.to_string()))?;
     let text = |k: &str| form.get(k).and_then(Value::as_str).map(str::to_string);
     let command = match form.get("command") {
@@ -293,22 +334,21 @@ pub async fn end(
         ));
     }
     let job = find(state, id).await?;
-    let to = job.phase.transition(action)?;
     let duration = duration_s(Some(times.started_at), times.ended_at);
-    let won = compare_and_set(
+    let won = transition(
         &state.db,
         id,
         job.phase,
+        action,
         Some(job.attempt),
         vec![
-            (C::Phase, phase_value(to)),
             (C::StartedAt, Expr::value(times.started_at)),
             (C::EndedAt, Expr::value(times.ended_at)),
             (C::ExecutionDuration, Expr::value(duration)),
         ],
     )
     .await?;
-    if !won {
+    if won.is_none() {
         return Err(ApiError::Conflict(
             "the job changed meanwhile; read it again".into(),
         ));

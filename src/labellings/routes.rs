@@ -8,7 +8,7 @@ use super::{
     model::{LabellingPatch, NewLabelling},
     service::{self, BatchPatch},
 };
-use crate::{app::AppState, error::ApiError};
+use crate::{error::ApiError, state::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -1,5 +1,5 @@
-//! Labelling operations for the API, the pages and the worker (which inserts a job's
-//! `labellings.json`). A batch insert is one INSERT statement; a batch patch one transaction.
+//! Labelling operations for the API, the pages and the active-learning loop (which inserts a
+//! finished iteration's `labellings.json`). A batch insert is one INSERT statement; a batch patch one transaction.
 
 use std::collections::HashSet;
 
@@ -12,11 +12,9 @@ use uuid::Uuid;
 
 use super::model::{LabellingPatch, LabellingView, NewLabelling, SpectrumSet};
 use crate::{
-    db::entities::{
-        job,
-        labelling::{self, Column as C},
-    },
+    db::entities::labelling::{self, Column as C},
     error::ApiError,
+    queue::job,
 };
 
 async fn require_jobs(db: &impl ConnectionTrait, ids: &HashSet<Uuid>) -> Result<(), ApiError> {

@@ -358,12 +358,13 @@ pub fn preprocess(
         seconds: started.elapsed().as_secs_f64(),
     };
     log(&format!(
-        "wrote {} spectra to result.h5 in {:.2} s ({:.0} spectra/s); {} file(s) skipped; {} non-finite flux pixel(s) dropped",
+        "wrote {} spectra to result.h5 in {:.2} s ({:.0} spectra/s); {} file(s) skipped; {} non-finite flux pixel(s) dropped from {} file(s)",
         report.spectra,
         report.seconds,
         report.files as f64 / report.seconds.max(1e-9),
         report.skipped,
-        report.dropped_pixels
+        report.dropped_pixels,
+        written.files_with_drops
     ));
     Ok(report)
 }
@@ -431,11 +432,16 @@ fn read_and_resample(path: &Path, grid: &[f64]) -> Result<Row, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Files whose dropped non-finite pixels get a log line of their own; a survey with a bad
+/// detector column would otherwise write one line per spectrum.
+const DROP_LINES: usize = 1000;
+
 struct Written {
     files: usize,
     spectra: usize,
     skipped: Vec<Skipped>,
     dropped_pixels: u64,
+    files_with_drops: usize,
 }
 
 fn write(
@@ -463,6 +469,7 @@ fn write(
         spectra: 0,
         skipped: Vec::new(),
         dropped_pixels: 0,
+        files_with_drops: 0,
     };
     let (mut done, started) = (0usize, Instant::now());
     let mut last_line = started;
@@ -477,6 +484,20 @@ fn write(
             };
             match row {
                 Ok(row) => {
+                    if row.dropped > 0 {
+                        written.files_with_drops += 1;
+                        match written.files_with_drops {
+                            n if n <= DROP_LINES => log(&format!(
+                                "{}: {} non-finite flux pixel(s) dropped",
+                                file(),
+                                row.dropped
+                            )),
+                            n if n == DROP_LINES + 1 => log(&format!(
+                                "more files with non-finite flux pixels: the first {DROP_LINES} are named above, the rest counted in the total"
+                            )),
+                            _ => {}
+                        }
+                    }
                     written.dropped_pixels += row.dropped as u64;
                     out.push(&row.filename, &row.flux).map_err(h5_err)?;
                     names.push(&row.filename, &file()).map_err(log_err)?;

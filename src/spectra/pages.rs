@@ -5,9 +5,9 @@ use askama::Template;
 use serde::Deserialize;
 
 use crate::{
-    app::AppState,
     error::ApiError,
     pages::{Layout, PageError, html_status, json_attr},
+    state::AppState,
 };
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

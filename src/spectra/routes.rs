@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, web};
 
 use super::service;
-use crate::{app::AppState, error::ApiError};
+use crate::{error::ApiError, state::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/spectra/{filename}").route(web::get().to(get)));

@@ -1,12 +1,11 @@
-//! In-process workers: claim a job from the queue, run it through the registry on its own
-//! task, heartbeat while it runs, stop it when its row leaves PROCESSING (ABORT), and write
-//! its terminal phase. A reaper ends jobs whose worker died. GPU jobs hold a semaphore slot.
+//! In-process workers: claim a job from the queue, run it through the job-type contract on
+//! its own task, heartbeat while it runs, stop it when its row leaves PROCESSING (ABORT), and
+//! write its terminal phase. A reaper ends jobs whose worker died. GPU jobs hold a semaphore
+//! slot.
 
-pub mod queue;
-pub mod registry;
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
-
+use futures_util::future::BoxFuture;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
 };
@@ -15,12 +14,23 @@ use uuid::Uuid;
 
 use crate::{
     config::Config,
-    db::entities::job::{self, Column as C},
-    jobs::model::{Phase, duration_s},
+    job_types::{JobContext, JobLog, Paths, Registry},
+    queue::{
+        Action, Phase, Queue, TransitionError, duration_s,
+        job::{self, Column as C},
+        now_ms, transition, update_if,
+    },
     science::{Cancel, Progress},
 };
-use queue::{Queue, compare_and_set, now_ms, phase_value};
-use registry::{JobContext, JobLog, Paths, Registry};
+
+/// Work a job type needs done after its job succeeded and before the job is COMPLETED, with
+/// the database (ACTIVE_ML stores the labellings it proposed); an error fails the job. The
+/// domains above the worker register them by type name (see `app::success_hooks`).
+pub type SuccessHook = Arc<
+    dyn Fn(DatabaseConnection, job::Model, PathBuf) -> BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
 
 /// What everything that runs jobs in this process shares.
 #[derive(Clone)]
@@ -36,6 +46,8 @@ pub struct Runtime {
     pub lost_after: Duration,
     pub poll: Duration,
     pub accept: Vec<&'static str>,
+    /// By job type: what runs after a job of that type succeeded.
+    pub success_hooks: Arc<HashMap<&'static str, SuccessHook>>,
     /// Progress of the jobs running in this process, for their pages.
     pub live: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, Progress>>>,
 }
@@ -49,7 +61,12 @@ pub enum Outcome {
 }
 
 impl Runtime {
-    pub fn new(config: &Config, queue: Queue, registry: Arc<Registry>) -> anyhow::Result<Runtime> {
+    pub fn new(
+        config: &Config,
+        queue: Queue,
+        registry: Arc<Registry>,
+        success_hooks: HashMap<&'static str, SuccessHook>,
+    ) -> anyhow::Result<Runtime> {
         let mut accept = Vec::new();
         for name in &config.worker.accept {
             match registry.names().into_iter().find(|n| n == name) {
@@ -81,6 +98,7 @@ impl Runtime {
             lost_after: Duration::from_secs_f64(config.worker.lost_after_s),
             poll: Duration::from_secs_f64(config.worker.poll_s),
             accept,
+            success_hooks: Arc::new(success_hooks),
             live: Arc::default(),
         })
     }
@@ -165,6 +183,14 @@ impl Runtime {
         self.files_root.join(dir_path.trim_start_matches('/'))
     }
 
+    /// How the configs of the jobs this server runs name their files (SPEC §6).
+    pub fn paths(&self) -> Paths {
+        Paths::Server {
+            spectra: self.spectra_root.clone(),
+            files: self.files_root.clone(),
+        }
+    }
+
     /// Runs a claimed job to its end and writes its terminal phase (unless superseded).
     pub async fn run_one(&self, job: job::Model) -> Outcome {
         let dir = self.job_dir(&job.dir_path);
@@ -212,10 +238,7 @@ impl Runtime {
                         job_id: job.job_id,
                         dir,
                         config,
-                        paths: Paths::Server {
-                            spectra: self.spectra_root.clone(),
-                            files: self.files_root.clone(),
-                        },
+                        paths: self.paths(),
                         device: self.device.clone(),
                         log: log.clone(),
                         cancel: cancel.clone(),
@@ -230,7 +253,10 @@ impl Runtime {
                         live.remove(&job.job_id);
                     }
                     match joined {
-                        Ok(Ok(())) => self.import_labellings(&job, &job_dir).await,
+                        Ok(Ok(())) => match self.success_hooks.get(job.job_type.as_str()) {
+                            Some(hook) => hook(self.db().clone(), job.clone(), job_dir).await,
+                            None => Ok(()),
+                        },
                         Ok(Err(e)) => Err(format!("{e:#}")),
                         Err(j) if j.is_panic() => Err(format!(
                             "the job panicked: {}",
@@ -244,41 +270,6 @@ impl Runtime {
         self.finish(&job, result, Some(&log)).await
     }
 
-    /// A job that proposes spectra to label leaves them in `labellings.json`; they become
-    /// rows before the job is COMPLETED (replacing those of an earlier attempt).
-    async fn import_labellings(
-        &self,
-        job: &job::Model,
-        dir: &std::path::Path,
-    ) -> Result<(), String> {
-        use crate::{
-            job_types::active_ml::NewLabelling as Proposed,
-            labellings::{model::NewLabelling, service},
-        };
-        let path = dir.join("labellings.json");
-        let Ok(bytes) = std::fs::read(&path) else {
-            return Ok(());
-        };
-        let proposed: Vec<Proposed> =
-            serde_json::from_slice(&bytes).map_err(|e| format!("labellings.json: {e}"))?;
-        let list = proposed
-            .into_iter()
-            .map(|p| NewLabelling {
-                job_id: job.job_id,
-                spectrum_filename: p.spectrum_filename,
-                spectrum_set: p.spectrum_set,
-                sequence_iteration: p.sequence_iteration,
-                model_prediction: p.model_prediction,
-                user_label: None,
-                user_comment: None,
-            })
-            .collect();
-        service::replace_for_job(self.db(), job.job_id, list)
-            .await
-            .map(|_| ())
-            .map_err(|e| format!("cannot create the labellings: {e}"))
-    }
-
     async fn finish(
         &self,
         job: &job::Model,
@@ -287,17 +278,17 @@ impl Runtime {
     ) -> Outcome {
         let ended = chrono::Utc::now();
         let duration = duration_s(job.started_at, ended);
-        let (phase, error) = match &result {
-            Ok(()) => (Phase::Completed, None),
-            Err(e) => (Phase::Error, Some(e.clone())),
+        let (action, error) = match &result {
+            Ok(()) => (Action::Complete, None),
+            Err(e) => (Action::Fail, Some(e.clone())),
         };
-        let written = compare_and_set(
+        let written = transition(
             self.db(),
             job.job_id,
             Phase::Processing,
+            action,
             Some(job.attempt),
             vec![
-                (C::Phase, phase_value(phase)),
                 (C::EndedAt, Expr::value(ended)),
                 (C::ExecutionDuration, Expr::value(duration)),
                 (C::Error, Expr::value(error.clone())),
@@ -305,11 +296,11 @@ impl Runtime {
         )
         .await;
         let outcome = match written {
-            Ok(true) => match result {
+            Ok(Some(_)) => match result {
                 Ok(()) => Outcome::Completed,
                 Err(e) => Outcome::Failed(e),
             },
-            Ok(false) => Outcome::Superseded,
+            Ok(None) => Outcome::Superseded,
             Err(e) => {
                 tracing::error!("job {}: cannot record its end: {e}", job.job_id);
                 Outcome::Failed(format!("cannot record the end: {e}"))
@@ -336,7 +327,7 @@ impl Runtime {
             tick.tick().await;
             if last_beat.elapsed() >= self.heartbeat {
                 last_beat = tokio::time::Instant::now();
-                let beat = compare_and_set(
+                let beat = update_if(
                     self.db(),
                     id,
                     Phase::Processing,
@@ -379,7 +370,7 @@ impl Runtime {
         }
     }
 
-    pub async fn reap(&self) -> Result<usize, sea_orm::DbErr> {
+    pub async fn reap(&self) -> Result<usize, TransitionError> {
         let cutoff = now_ms() - self.lost_after.as_millis() as i64;
         let stale = job::Entity::find()
             .filter(C::Phase.eq(Phase::Processing))
@@ -397,30 +388,33 @@ impl Runtime {
                 "worker lost: {} sent no heartbeat for {lost_for:.0} s",
                 job.worker_id.as_deref().unwrap_or("?")
             );
-            let changes = if retry {
-                vec![
-                    (C::Phase, phase_value(Phase::Queued)),
-                    (C::WorkerId, Expr::value(Option::<String>::None)),
-                ]
+            let (action, changes) = if retry {
+                (
+                    Action::Requeue,
+                    vec![(C::WorkerId, Expr::value(Option::<String>::None))],
+                )
             } else {
                 let ended = chrono::Utc::now();
                 let duration = duration_s(job.started_at, ended);
-                vec![
-                    (C::Phase, phase_value(Phase::Error)),
-                    (C::Error, Expr::value(reason.clone())),
-                    (C::EndedAt, Expr::value(ended)),
-                    (C::ExecutionDuration, Expr::value(duration)),
-                ]
+                (
+                    Action::Fail,
+                    vec![
+                        (C::Error, Expr::value(reason.clone())),
+                        (C::EndedAt, Expr::value(ended)),
+                        (C::ExecutionDuration, Expr::value(duration)),
+                    ],
+                )
             };
-            if compare_and_set(
+            let moved = transition(
                 self.db(),
                 job.job_id,
                 Phase::Processing,
+                action,
                 Some(job.attempt),
                 changes,
             )
-            .await?
-            {
+            .await?;
+            if moved.is_some() {
                 reaped += 1;
                 let killed = kill_job_processes(job.job_id);
                 if killed > 0 {

@@ -14,6 +14,7 @@ use crate::{
 };
 
 on_both_backends!(
+    browser;
     a_preprocessing_job_made_in_the_form_turns_completed_without_a_reload,
     an_iteration_is_labelled_with_the_keyboard_and_continued,
     a_file_is_uploaded_in_the_browser_and_downloaded_back,
@@ -80,9 +81,7 @@ async fn a_preprocessing_job_made_in_the_form_turns_completed_without_a_reload(b
     let _one = ONE_BROWSER.lock().await;
     let app = spawn_app(b.clone()).await;
     demo(&app, 120);
-    let Some(br) = Browser::start(&shots(&b, "preprocessing")).await else {
-        return;
-    };
+    let br = Browser::start(&shots(&b, "preprocessing")).await;
     br.goto(&app.url("/jobs/new?type=DATA_PREPROCESSING")).await;
     br.screenshot("new-job-form").await;
     // A wrong field: the server's message is drawn next to it, and nothing is created.
@@ -170,9 +169,7 @@ async fn an_iteration_is_labelled_with_the_keyboard_and_continued(b: Backend) {
     let app = spawn_app(b.clone()).await;
     demo(&app, 120);
     let pool = preprocessed_pool(&app).await;
-    let Some(br) = Browser::start(&shots(&b, "active-learning")).await else {
-        return;
-    };
+    let br = Browser::start(&shots(&b, "active-learning")).await;
     br.goto(&app.url("/jobs/new?type=ACTIVE_ML")).await;
     set_field(&br, "#cfg-pool_data_path", &pool).await;
     set_field(&br, "#cfg-oracle_batch_size", "6").await;
@@ -314,9 +311,7 @@ async fn a_file_is_uploaded_in_the_browser_and_downloaded_back(b: Backend) {
         },
     )
     .await;
-    let Some(br) = Browser::start(&shots(&b, "files")).await else {
-        return;
-    };
+    let br = Browser::start(&shots(&b, "files")).await;
     br.goto(&app.url("/files")).await;
     // Names the API refuses (422; ".." is refused by the page, as a URL cannot carry it):
     // the message is drawn next to the name, and nothing is made.
@@ -427,9 +422,7 @@ async fn the_spectrum_page_plots_and_error_pages_explain(b: Backend) {
         .next()
         .unwrap()
         .to_string();
-    let Some(br) = Browser::start(&shots(&b, "spectra")).await else {
-        return;
-    };
+    let br = Browser::start(&shots(&b, "spectra")).await;
     br.goto(&app.url("/spectra")).await;
     set_field(&br, "#spectrum-name", &name).await;
     br.click(&br.find(".lookup button").await).await;

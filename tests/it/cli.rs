@@ -67,3 +67,29 @@ async fn the_jobs_client_creates_runs_lists_shows_and_tails(b: Backend) {
     assert!(err.contains("404"), "{err}");
     assert_eq!(mljm(&app, &["frobnicate"]).await.0, 2);
 }
+
+/// With no server at the address, the client says that nothing answers there, why, and how
+/// to point it elsewhere (no database: runs once).
+#[tokio::test]
+async fn the_jobs_client_says_when_nothing_answers() {
+    // A port that was free a moment ago: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = format!("http://127.0.0.1:{port}");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
+        .args(["jobs", "--server", &server, "list"])
+        .output()
+        .await
+        .expect("mljm runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("nothing answers at {server}")),
+        "{err}"
+    );
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(err.contains("--server"), "{err}");
+}

@@ -14,23 +14,35 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// `None` (with the reason printed) when no PostgreSQL URL is configured.
-    pub fn postgres() -> Option<Backend> {
+    /// The server named by `MLJM_TEST_DATABASE_URL`, which enabled the PostgreSQL variants
+    /// when the tests were built (`tests/support/build.rs`).
+    pub fn postgres() -> Backend {
         match std::env::var("MLJM_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
-            _ => {
-                eprintln!(
-                    "skipped: PostgreSQL test needs MLJM_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test); .ci/run sets it"
-                );
-                None
-            }
+            Ok(url) if !url.is_empty() => Backend::Postgres(url),
+            _ => panic!(
+                "the PostgreSQL tests were built with MLJM_TEST_DATABASE_URL set, but it is unset now"
+            ),
         }
     }
 }
 
-/// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL.
+/// Runs each named `async fn(Backend)` once on SQLite and once on PostgreSQL. The PostgreSQL
+/// variants (and, after `browser;`, all of them) are ignored — counted as skipped, with the
+/// reason — unless the tests were built with what they need (`tests/support/build.rs`).
 #[macro_export]
 macro_rules! on_both_backends {
+    (browser; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(mljm_browser_tests), ignore = "browser test: build the tests with MLJM_REQUIRE_BROWSER=1 (needs apt-get install chromium chromium-driver)")]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(all(mljm_browser_tests, mljm_postgres_tests)), ignore = "browser test on PostgreSQL: build the tests with MLJM_REQUIRE_BROWSER=1 and MLJM_TEST_DATABASE_URL")]
+            async fn $name() { super::$name($crate::helpers::Backend::postgres()).await })*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,9 +50,8 @@ macro_rules! on_both_backends {
         }
         mod postgres {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                if let Some(b) = $crate::helpers::Backend::postgres() { super::$name(b).await }
-            })*
+            #[cfg_attr(not(mljm_postgres_tests), ignore = "PostgreSQL variant: build the tests with MLJM_TEST_DATABASE_URL set (e.g. postgres://postgres@127.0.0.1:5432/test)")]
+            async fn $name() { super::$name($crate::helpers::Backend::postgres()).await })*
         }
     };
 }
@@ -101,7 +112,7 @@ pub struct TestApp {
     pub http: Api,
     pub port: u16,
     pub data_dir: PathBuf,
-    pub state: mljm::app::AppState,
+    pub state: mljm::state::AppState,
     pub _tmp: tempfile::TempDir,
     pub db: TestDb,
 }

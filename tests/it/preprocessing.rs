@@ -337,7 +337,15 @@ async fn a_bad_corpus_completes_with_every_bad_file_named(b: Backend) {
         );
     }
     let log = app.log(&id(&job)).await;
-    assert!(log.contains("2 non-finite flux pixel(s) dropped"), "{log}");
+    // Counted per file (SPEC §10), and in the total.
+    assert!(
+        log.contains("F7000/spec-57000-F7000_sp01-004.fits: 2 non-finite flux pixel(s) dropped"),
+        "{log}"
+    );
+    assert!(
+        log.contains("2 non-finite flux pixel(s) dropped from 1 file(s)"),
+        "{log}"
+    );
     assert_eq!(
         log.matches("skipped F7000/").count(),
         bad.len(),
@@ -502,16 +510,29 @@ async fn a_data_dir_path_that_leaves_the_spectra_root_is_refused(b: Backend) {
             .unwrap()
             .contains("from 2 to 100000")
     );
-    // A directory that is not there: the job ends in ERROR with the path in words.
-    let job = create_prep(&app, prep_config("/nowhere")).await;
-    app.run(&id(&job)).await;
-    let job = app
-        .wait_phase(&id(&job), "ERROR", Duration::from_secs(30))
+    // A directory that is not there: a 422 at create naming the field and the path, and at
+    // RUN when it went away after create; the job stays PENDING.
+    let resp = app
+        .post_job("DATA_PREPROCESSING", &prep_config("/nowhere"))
         .await;
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "config.data_dir_path");
     assert!(
-        job["error"].as_str().unwrap().contains("does not exist"),
-        "{job}"
+        body["message"].as_str().unwrap().contains(
+            "\"/nowhere\": no such file or directory in the spectra root"
+        ),
+        "{body}"
     );
+    let plan = app.data_dir.join("spectra/F1");
+    std::fs::create_dir_all(&plan).unwrap();
+    let job = create_prep(&app, prep_config("/F1")).await;
+    std::fs::remove_dir(&plan).unwrap();
+    let resp = app.post(&format!("/api/jobs/{}/process/RUN", id(&job))).await;
+    assert_eq!(resp.status(), 422);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["field"], "config.data_dir_path", "{body}");
+    assert_eq!(app.job(&id(&job)).await["phase"], "PENDING");
 }
 
 /// Files whose headers claim 1.5 TB, 18 MB and 40 MB of data, and a gzip stream of 1 GiB, cost a

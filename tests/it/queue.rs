@@ -101,7 +101,7 @@ async fn two_worker_processes_and_serve_run_thirty_jobs_exactly_once(b: Backend)
     let workers: std::collections::HashSet<String> =
         futures_util::future::join_all(ids.iter().map(|i| async {
             use sea_orm::EntityTrait;
-            let row = mljm::db::entities::job::Entity::find_by_id(i.parse::<uuid::Uuid>().unwrap())
+            let row = mljm::queue::job::Entity::find_by_id(i.parse::<uuid::Uuid>().unwrap())
                 .one(&app.state.db)
                 .await
                 .unwrap()
@@ -178,7 +178,7 @@ async fn a_killed_worker_loses_its_job_and_the_next_job_runs(b: Backend) {
 /// A GPU job type for the semaphore tests; `PANIC` in its config makes it panic.
 struct GpuProbe;
 
-impl mljm::worker::registry::JobType for GpuProbe {
+impl mljm::job_types::JobType for GpuProbe {
     fn name(&self) -> &'static str {
         "GPU_PROBE"
     }
@@ -188,12 +188,12 @@ impl mljm::worker::registry::JobType for GpuProbe {
     fn known_keys(&self) -> &'static [&'static str] {
         &["panic"]
     }
-    fn validate(&self, _: &Value) -> Result<(), mljm::worker::registry::ConfigError> {
+    fn validate(&self, _: &Value) -> Result<(), mljm::job_types::ConfigError> {
         Ok(())
     }
     fn run(
         &self,
-        ctx: mljm::worker::registry::JobContext,
+        ctx: mljm::job_types::JobContext,
     ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
             if ctx.config["panic"] == true {
@@ -205,19 +205,20 @@ impl mljm::worker::registry::JobType for GpuProbe {
 }
 
 /// The server's state with a registry that also knows GPU_PROBE, and a runtime on it.
-fn with_probe(app: &TestApp) -> (mljm::app::AppState, mljm::worker::Runtime) {
+fn with_probe(app: &TestApp) -> (mljm::state::AppState, mljm::worker::Runtime) {
     use std::sync::Arc;
-    let registry = Arc::new(mljm::worker::registry::Registry::with_types(vec![
+    let registry = Arc::new(mljm::job_types::Registry::with_types(vec![
         Arc::new(GpuProbe),
         Arc::new(mljm::job_types::script::Script),
     ]));
     let runtime = mljm::worker::Runtime::new(
         &app.state.config,
-        mljm::worker::queue::Queue::new(app.state.db.clone()),
+        mljm::queue::Queue::new(app.state.db.clone()),
         registry.clone(),
+        mljm::app::extensions().success_hooks,
     )
     .unwrap();
-    let state = mljm::app::AppState {
+    let state = mljm::state::AppState {
         registry,
         runtime: runtime.clone(),
         ..app.state.clone()
@@ -225,7 +226,7 @@ fn with_probe(app: &TestApp) -> (mljm::app::AppState, mljm::worker::Runtime) {
     (state, runtime)
 }
 
-async fn queue_job(state: &mljm::app::AppState, job_type: &str, config: Value) -> uuid::Uuid {
+async fn queue_job(state: &mljm::state::AppState, job_type: &str, config: Value) -> uuid::Uuid {
     let new = mljm::jobs::service::NewJob {
         job_type: job_type.into(),
         label: job_type.into(),

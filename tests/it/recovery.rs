@@ -117,11 +117,16 @@ async fn serve_killed_during_a_script_job_recovers_on_restart(b: Backend) {
         .trim()
         .parse()
         .unwrap();
+    assert!(process_alive(grandchild), "the grandchild runs");
     serve.kill9();
-    assert!(
-        process_alive(grandchild),
-        "the grandchild outlived serve, as it would in production"
-    );
+    // The script's watcher takes its whole process group with the killed server, without
+    // waiting for the next start's reaper.
+    wait_process_gone(
+        grandchild,
+        Duration::from_secs(5),
+        "the killed server's script",
+    )
+    .await;
 
     let t0 = Instant::now();
     let serve = Serve::start(&data, &db, &tmp.path().join("serve2.log")).await;
@@ -136,7 +141,6 @@ async fn serve_killed_during_a_script_job_recovers_on_restart(b: Backend) {
         "the killed job ended in ERROR {:.1} s after the restart",
         t0.elapsed().as_secs_f64()
     );
-    wait_process_gone(grandchild, Duration::from_secs(5), "the killed job").await;
     let listed: Value = serve.get_json("/api/jobs/?limit=100").await;
     assert_eq!(
         listed["total"], 4,
@@ -161,14 +165,24 @@ async fn serve_killed_during_preprocessing_recovers_on_restart(b: Backend) {
     let prep = id(&serve.create("DATA_PREPROCESSING", "survey", config).await);
     serve.run(&prep).await;
     let job = serve
-        .wait_for(
-            &prep,
-            Duration::from_secs(20),
-            in_phase(&["PROCESSING", "COMPLETED"]),
-        )
+        .wait_for(&prep, Duration::from_secs(20), |job| {
+            job["phase"] == "PROCESSING" || job["phase"] == "COMPLETED"
+        })
         .await;
-    let was = job["phase"].clone();
+    assert_eq!(
+        job["phase"], "PROCESSING",
+        "the kill must land mid-run: {job}"
+    );
     serve.kill9();
+    let dir = data
+        .join("files")
+        .join(job["dir_path"].as_str().unwrap().trim_start_matches('/'));
+    // The run renames result.h5 into place as its last step: without it, the kill landed
+    // before the end and the restarted server has the whole run to do.
+    assert!(
+        !dir.join("result.h5").exists(),
+        "the job finished before the kill: the test proves nothing (use a bigger survey)"
+    );
 
     let serve = Serve::start(&data, &db, &tmp.path().join("serve2.log")).await;
     // Preprocessing is safe to retry: the reaper queues it again and it runs to the end.
@@ -179,11 +193,9 @@ async fn serve_killed_during_preprocessing_recovers_on_restart(b: Backend) {
             in_phase(&["COMPLETED", "ERROR"]),
         )
         .await;
-    eprintln!("killed while {was}; after the restart: {}", done["phase"]);
     assert_eq!(done["phase"], "COMPLETED", "{done}");
-    let dir = data
-        .join("files")
-        .join(job["dir_path"].as_str().unwrap().trim_start_matches('/'));
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    assert!(log.matches("wrote 10000 spectra").count() == 1, "{log}");
     let set = mljm::science::h5::read_spectra(&dir.join("result.h5")).unwrap();
     assert_eq!(set.filenames.len(), 10_000);
     let next = id(&serve

@@ -3,6 +3,7 @@
 //! and read the browser's network log (to prove no request leaves the server).
 
 use std::{
+    os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -14,6 +15,8 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
     driver: Child,
+    /// The WebDriver session's URL, closed when the browser is dropped.
+    session: Option<String>,
     base: String,
     http: reqwest::Client,
     /// Screenshots go here, one PNG per named step.
@@ -33,28 +36,27 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
-    /// `None` (with the reason printed) where chromium or chromedriver is not installed.
-    pub async fn start(shots: &Path) -> Option<Browser> {
+    /// A fresh headless chromium behind its own chromedriver. The browser tests are built to
+    /// run only with `MLJM_REQUIRE_BROWSER` (see `on_both_backends!`): a missing browser fails.
+    pub async fn start(shots: &Path) -> Browser {
         let (chromium, driver) = ("/usr/bin/chromium", "/usr/bin/chromedriver");
-        if !Path::new(chromium).exists() || !Path::new(driver).exists() {
-            if std::env::var_os("MLJM_REQUIRE_BROWSER").is_some() {
-                panic!("MLJM_REQUIRE_BROWSER is set but {chromium} or {driver} is missing");
-            }
-            eprintln!(
-                "skipped: browser test needs {chromium} and {driver} (apt-get install chromium chromium-driver)"
-            );
-            return None;
-        }
+        assert!(
+            Path::new(chromium).exists() && Path::new(driver).exists(),
+            "the browser tests need {chromium} and {driver} (apt-get install chromium chromium-driver)"
+        );
         let port = free_port();
+        // Its own process group, so that the browsers it starts can be killed with it.
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver starts");
         let profile = tempfile::tempdir().unwrap();
         let mut browser = Browser {
             driver: child,
+            session: None,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             shots: shots.to_path_buf(),
@@ -93,9 +95,10 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no session: {session}"))
             .to_string();
+        browser.session = Some(format!("{}/session/{id}", browser.base));
         browser.base = format!("{}/session/{id}", browser.base);
         browser.requested_urls().await; // the start page's, before any of ours
-        Some(browser)
+        browser
     }
 
     async fn raw(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -331,9 +334,57 @@ impl Browser {
     }
 }
 
+/// Closes the session (chromium exits), then kills chromedriver's process group and any
+/// process still using this browser's profile, even when the test failed: nothing outlives
+/// the test.
 impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        if let Some(session) = self.session.take() {
+            // Drop runs inside the test's runtime: a thread with its own runtime makes the call.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let client = reqwest::Client::new();
+                    let close = client
+                        .delete(&session)
+                        .timeout(Duration::from_secs(10))
+                        .send();
+                    let _ = close.await;
+                });
+            })
+            .join();
+        }
+        let group = self.driver.id() as i32;
+        // SAFETY: kill(2) on the process group this Browser started; at worst it is gone.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
         let _ = self.driver.wait();
+        kill_users_of(self._profile.path());
+    }
+}
+
+/// Kills every process whose command line names `profile` (a chromium that left the group).
+fn kill_users_of(profile: &Path) {
+    let marker = profile.to_string_lossy().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmdline).contains(&marker) {
+            // SAFETY: kill(2) on a chromium of this test's profile.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
     }
 }

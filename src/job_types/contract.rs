@@ -1,5 +1,6 @@
-//! The job-type registry: each type declares its config keys, validates a config, and runs
-//! with a [`JobContext`]. Adding a type touches its own module and one line in [`Registry::new`].
+//! The job-type contract: each type declares its config keys and form, validates a config and
+//! runs with a [`JobContext`]. It knows nothing of HTTP or the database: the worker runs any
+//! type through [`JobType`] alone, and `mljm run` does the same without a server.
 
 use std::{
     io::Write,
@@ -12,10 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::{
-    error::ApiError,
-    science::{Cancel, Progress},
-};
+use crate::science::{Cancel, Progress};
 
 /// A config field that is missing, ill-typed or out of range.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -30,16 +28,6 @@ impl ConfigError {
         Self {
             field: field.into(),
             message: message.into(),
-        }
-    }
-}
-
-impl From<ConfigError> for ApiError {
-    fn from(e: ConfigError) -> Self {
-        let field = format!("config.{}", e.field);
-        ApiError::Invalid {
-            message: format!("{field}: {}", e.message),
-            field: Some(field),
         }
     }
 }
@@ -129,7 +117,7 @@ pub enum Root {
 }
 
 impl Root {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Root::Spectra => "spectra root",
             Root::Files => "files root",
@@ -170,7 +158,7 @@ impl Paths {
                 let parts = within_root(root, field, path)?;
                 match root {
                     Root::Spectra => Ok(parts.iter().fold(spectra.clone(), |p, c| p.join(c))),
-                    Root::Files => crate::files::model::Storage::open(files)
+                    Root::Files => crate::storage::Storage::open(files)
                         .map_err(|e| {
                             ConfigError::new(field, format!("the files root cannot be opened: {e}"))
                         })?
@@ -186,7 +174,7 @@ impl Paths {
 
 /// The components of `path` below its root, refused when `..` would climb above it.
 fn within_root(root: Root, field: &str, path: &str) -> Result<Vec<String>, ConfigError> {
-    crate::files::model::normalize(path)
+    crate::storage::normalize(path)
         .map_err(|_| ConfigError::new(field, format!("{path:?} would leave the {}", root.name())))
 }
 
@@ -288,75 +276,6 @@ pub trait JobType: Send + Sync + 'static {
     }
 }
 
-pub struct Registry {
-    types: Vec<Arc<dyn JobType>>,
-}
-
-impl Registry {
-    /// Every job type mljm knows.
-    pub fn new() -> Registry {
-        Registry {
-            types: vec![
-                Arc::new(crate::job_types::script::Script),
-                Arc::new(crate::job_types::preprocessing::Preprocessing),
-                Arc::new(crate::job_types::active_ml::ActiveMl),
-                Arc::new(crate::job_types::dim_reduction::DimReduction),
-            ],
-        }
-    }
-
-    /// A registry of exactly these types (tests, and embedders with their own types).
-    pub fn with_types(types: Vec<Arc<dyn JobType>>) -> Registry {
-        Registry { types }
-    }
-
-    pub fn get(&self, name: &str) -> Option<Arc<dyn JobType>> {
-        self.types.iter().find(|t| t.name() == name).cloned()
-    }
-
-    pub fn names(&self) -> Vec<&'static str> {
-        self.types.iter().map(|t| t.name()).collect()
-    }
-
-    /// Validates `config` for `job_type` (422 naming the field on failure).
-    pub fn check(&self, job_type: &str, config: &Value) -> Result<(), ApiError> {
-        let t = self.get(job_type).ok_or_else(|| self.unknown(job_type))?;
-        t.validate(config)?;
-        for (field, root, path) in t.paths(config) {
-            within_root(root, field, &path)?;
-        }
-        Ok(())
-    }
-
-    pub fn unknown(&self, job_type: &str) -> ApiError {
-        ApiError::invalid(
-            "type",
-            format!(
-                "unknown job type {job_type:?}; known types: {}",
-                self.names().join(", ")
-            ),
-        )
-    }
-
-    /// Keys of `config` the type does not read, for one warning line in the job log.
-    pub fn unknown_keys(&self, job_type: &str, config: &Value) -> Vec<String> {
-        match (self.get(job_type), config.as_object()) {
-            (Some(t), Some(obj)) => obj
-                .keys()
-                .filter(|k| !t.known_keys().contains(&k.as_str()))
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,15 +331,5 @@ mod tests {
             local.resolve(Root::Spectra, "d", "../spectra").unwrap(),
             PathBuf::from("/home/me/run/../spectra")
         );
-    }
-
-    #[test]
-    fn unknown_keys_are_listed() {
-        let r = Registry::new();
-        let keys = r.unknown_keys(
-            "SCRIPT",
-            &serde_json::json!({"command": ["a"], "gpu_type": "a100"}),
-        );
-        assert_eq!(keys, vec!["gpu_type".to_string()]);
     }
 }

@@ -9,17 +9,22 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{
-    model::{JobView, Phase},
-    service::{self, NewJob},
-};
 use crate::{
-    app::AppState,
-    db::entities::job::{self, Column as C},
     error::ApiError,
-    job_types::active_ml::{AlConfig, OracleData},
+    job_types::{
+        Root,
+        active_ml::{AlConfig, OracleData},
+    },
+    jobs::{
+        model::JobView,
+        service::{self, NewJob},
+    },
     labellings::{model::LabellingView, service as labellings},
-    worker::registry::{Paths, Root},
+    queue::{
+        Phase,
+        job::{self, Column as C},
+    },
+    state::AppState,
 };
 
 fn job_dir(state: &AppState, job: &JobView) -> PathBuf {
@@ -124,10 +129,7 @@ pub async fn continue_job(
     )?;
     // The earlier estimates come from the list this iteration was given, so a repeated
     // continue (after a failed create) does not append the estimate twice.
-    let paths = Paths::Server {
-        spectra: state.config.spectra_root(),
-        files: state.config.files_root(),
-    };
+    let paths = state.runtime.paths();
     let mut estimates: Vec<Value> = match cfg.perf_est_list_path.trim() {
         "" => Vec::new(),
         p => paths

@@ -8,14 +8,14 @@ use askama::Template;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{
-    chain::{self, ChainEntry},
-    model::JobView,
-    pages::download_url,
-};
+use super::chain::{self, ChainEntry};
 use crate::{
-    app::AppState, error::ApiError, job_types::active_ml::NewLabelling, labellings,
-    labellings::model::SpectrumSet, pages::json_attr,
+    error::ApiError,
+    job_types::active_ml::NewLabelling,
+    jobs::{model::JobView, pages::download_url},
+    labellings::{self, model::SpectrumSet},
+    pages::json_attr,
+    state::AppState,
 };
 
 #[derive(Template)]

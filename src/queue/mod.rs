@@ -1,7 +1,8 @@
 //! The queue is the `jobs` table: RUN sets QUEUED, a worker claims the oldest QUEUED job of a
 //! type it accepts with a compare-and-set on (phase, attempt), so every job runs exactly once
 //! however many processes share the database. Workers are woken in-process by a `Notify` and,
-//! across processes on PostgreSQL, by LISTEN/NOTIFY; a slow poll covers SQLite.
+//! across processes on PostgreSQL, by LISTEN/NOTIFY; a slow poll covers SQLite. Every phase
+//! write — RUN, ABORT, claim, finish, the reaper, `end/…` — goes through [`transition`].
 //!
 //! Why not apalis (evaluated at 1.0): apalis-sqlite creates its own table `Jobs`, which in
 //! SQLite (case-insensitive names) collides with SPEC §2's `jobs` in the same file; its idle
@@ -9,6 +10,9 @@
 //! backend; and its own lock/retry/orphan state would be a second truth beside the job row,
 //! which must hold the phase, the attempt number and the heartbeat anyway (SPEC §2). Claiming
 //! on the row itself is one UPDATE on either backend.
+
+pub mod job;
+pub mod phase;
 
 use std::sync::Arc;
 
@@ -20,10 +24,8 @@ use sea_orm::{
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::{
-    db::entities::job::{self, Column as C},
-    jobs::model::Phase,
-};
+use job::Column as C;
+pub use phase::{Action, Phase, PhaseConflict, duration_s};
 
 pub const CHANNEL: &str = "mljm_jobs";
 
@@ -31,9 +33,38 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Moves job `id` out of phase `from` (and, when given, only if its attempt is `attempt`),
-/// setting `changes`. Returns whether this caller won the race.
-pub async fn compare_and_set(
+/// A phase write that could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    /// The state machine does not allow the action in the phase the caller read.
+    #[error(transparent)]
+    Conflict(#[from] PhaseConflict),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// Applies `action` to job `id`, which the caller read in phase `from`: the new phase is
+/// `from.transition(action)`, written with `changes` only if the row is still in `from` (and,
+/// when given, still at `attempt`). `Ok(Some(new phase))` when this caller won the race,
+/// `Ok(None)` when the row had moved on meanwhile.
+pub async fn transition(
+    db: &DatabaseConnection,
+    id: Uuid,
+    from: Phase,
+    action: Action,
+    attempt: Option<i32>,
+    mut changes: Vec<(C, SimpleExpr)>,
+) -> Result<Option<Phase>, TransitionError> {
+    let to = from.transition(action)?;
+    changes.push((C::Phase, Expr::value(to.as_str())));
+    Ok(update_if(db, id, from, attempt, changes)
+        .await?
+        .then_some(to))
+}
+
+/// Sets `changes` on job `id` only while it is in phase `from` (and, when given, at
+/// `attempt`); never a phase (that is [`transition`]'s). Returns whether the row matched.
+pub async fn update_if(
     db: &DatabaseConnection,
     id: Uuid,
     from: Phase,
@@ -50,10 +81,6 @@ pub async fn compare_and_set(
         update = update.col_expr(col, value);
     }
     Ok(update.exec(db).await?.rows_affected == 1)
-}
-
-pub fn phase_value(p: Phase) -> SimpleExpr {
-    Expr::value(p.as_str())
 }
 
 #[derive(Clone)]
@@ -147,22 +174,25 @@ impl Queue {
             }
             for (id, attempt) in candidates {
                 let now = chrono::Utc::now();
-                let won = compare_and_set(
+                let won = transition(
                     &self.db,
                     id,
                     Phase::Queued,
+                    Action::Claim,
                     Some(attempt),
                     vec![
-                        (C::Phase, phase_value(Phase::Processing)),
                         (C::Attempt, Expr::value(attempt + 1)),
                         (C::WorkerId, Expr::value(worker_id)),
                         (C::HeartbeatMs, Expr::value(now.timestamp_millis())),
                         (C::StartedAt, Expr::value(now)),
                     ],
                 )
-                .await?;
-                if won {
-                    return job::Entity::find_by_id(id).one(&self.db).await;
+                .await;
+                match won {
+                    Ok(Some(_)) => return job::Entity::find_by_id(id).one(&self.db).await,
+                    Ok(None) => {}
+                    Err(TransitionError::Db(e)) => return Err(e),
+                    Err(TransitionError::Conflict(c)) => return Err(DbErr::Custom(c.to_string())),
                 }
             }
             // Every candidate was taken by another worker meanwhile: look again.
