@@ -10,8 +10,8 @@ use chrono::Utc;
 use mljm::{
     app::Application,
     config::Config,
-    jobs::model::{Label, Phase, job_dir_path},
-    queue::job,
+    jobs::model::{Label, job_dir_path},
+    queue::{Phase, job},
 };
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};

@@ -74,7 +74,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let _workers = self
             .state
-            .runtime
+            .workers
             .spawn(self.state.config.worker.concurrency);
         self.server.await
     }

@@ -1,5 +1,5 @@
 //! What every handler, page and service can reach: the database, the config, the job types,
-//! the worker runtime and the storage root. Built by `app`, which wires the domains on top.
+//! the workers and the storage root. Built by `app`, which wires the domains on top.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -13,7 +13,7 @@ use crate::{
     job_types::Registry,
     queue::{Phase, Queue},
     storage::Storage,
-    worker::{Runtime, SuccessHook},
+    worker::{SuccessHook, Workers},
 };
 
 /// A part of a finished job's page that only some domain above the jobs knows how to draw
@@ -44,7 +44,7 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
     pub registry: Arc<Registry>,
-    pub runtime: Runtime,
+    pub workers: Workers,
     pub storage: Storage,
     pub job_sections: Arc<Vec<Arc<dyn JobSection>>>,
 }
@@ -62,7 +62,7 @@ impl AppState {
         }
         let db = crate::db::connect(&config.database_url()).await?;
         let registry = Arc::new(Registry::new());
-        let runtime = Runtime::new(
+        let workers = Workers::new(
             &config,
             Queue::new(db.clone()),
             registry.clone(),
@@ -73,7 +73,7 @@ impl AppState {
             db,
             config: Arc::new(config),
             registry,
-            runtime,
+            workers,
             storage,
             job_sections: Arc::new(extensions.job_sections),
         })

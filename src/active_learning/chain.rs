@@ -19,7 +19,10 @@ use crate::{
         model::JobView,
         service::{self, NewJob},
     },
-    labellings::{model::LabellingView, service as labellings},
+    labellings::{
+        model::{LabellingView, SpectrumSet},
+        service as labellings,
+    },
     queue::{
         Phase,
         job::{self, Column as C},
@@ -42,7 +45,7 @@ fn labelled(l: &LabellingView) -> Option<&str> {
 fn perf_estimate(list: &[LabellingView], cfg: &AlConfig) -> Option<f64> {
     let answered: Vec<&str> = list
         .iter()
-        .filter(|l| l.spectrum_set == "PERFORMANCE_ESTIMATION")
+        .filter(|l| l.spectrum_set == SpectrumSet::PerformanceEstimation)
         .filter_map(labelled)
         .collect();
     if answered.is_empty() {
@@ -91,7 +94,10 @@ pub async fn continue_job(
     }
     let cfg = config_of(&job)?;
     let list = labellings::list(&state.db, id).await?;
-    let oracle: Vec<&LabellingView> = list.iter().filter(|l| l.spectrum_set == "ORACLE").collect();
+    let oracle: Vec<&LabellingView> = list
+        .iter()
+        .filter(|l| l.spectrum_set == SpectrumSet::Oracle)
+        .collect();
     let missing = oracle.iter().filter(|l| labelled(l).is_none()).count();
     if missing > 0 && !allow_partial {
         return Err(ApiError::Conflict(format!(
@@ -129,7 +135,7 @@ pub async fn continue_job(
     )?;
     // The earlier estimates come from the list this iteration was given, so a repeated
     // continue (after a failed create) does not append the estimate twice.
-    let paths = state.runtime.paths();
+    let paths = state.workers.paths();
     let mut estimates: Vec<Value> = match cfg.perf_est_list_path.trim() {
         "" => Vec::new(),
         p => paths
@@ -207,8 +213,10 @@ pub async fn chain(state: &AppState, id: Uuid) -> Result<Vec<ChainEntry>, ApiErr
     while let Some(job) = current {
         let list = labellings::list(&state.db, job.job_id).await?;
         let cfg = config_of(&job).ok();
-        let oracle: Vec<&LabellingView> =
-            list.iter().filter(|l| l.spectrum_set == "ORACLE").collect();
+        let oracle: Vec<&LabellingView> = list
+            .iter()
+            .filter(|l| l.spectrum_set == SpectrumSet::Oracle)
+            .collect();
         out.push(ChainEntry {
             job_id: job.job_id,
             iteration: cfg.as_ref().map_or(0, |c| c.iteration),

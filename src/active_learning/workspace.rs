@@ -99,7 +99,7 @@ pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiErro
         .get("iteration")
         .and_then(|i| i.as_u64())
         .unwrap_or(0);
-    let dir = state.runtime.job_dir(&job.dir_path);
+    let dir = state.workers.job_dir(&job.dir_path);
     let entropy = entropies(&dir);
     let list = labellings::service::list(&state.db, job.job_id).await?;
     let mut sets: Vec<SetView> = SpectrumSet::ALL
@@ -111,13 +111,11 @@ pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiErro
         })
         .collect();
     for l in list {
-        let Ok(set) = SpectrumSet::parse(&l.spectrum_set) else {
-            continue;
-        };
+        let set = l.spectrum_set;
         let item = Item {
             id: l.labelling_id,
             entropy: entropy
-                .get(&(l.spectrum_set.clone(), l.spectrum_filename.clone()))
+                .get(&(set.as_str().to_string(), l.spectrum_filename.clone()))
                 .copied(),
             filename: l.spectrum_filename,
             set: set.as_str(),

@@ -109,7 +109,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(file, &args.overrides())?;
             let concurrency = config.worker.concurrency.max(1);
             let state = open_state(config).await?;
-            let mut set = state.runtime.spawn(concurrency);
+            let mut set = state.workers.spawn(concurrency);
             tokio::select! {
                 _ = shutdown_signal() => tracing::info!("worker stopping"),
                 _ = set.join_next() => anyhow::bail!("a worker loop ended unexpectedly"),

@@ -2,6 +2,49 @@
 
 pub mod labelling {
     use sea_orm::entity::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    /// Which list of the labelling workspace a spectrum belongs to, in display order.
+    #[derive(
+        Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+    )]
+    #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+    #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+    pub enum SpectrumSet {
+        #[sea_orm(string_value = "ORACLE")]
+        Oracle,
+        #[sea_orm(string_value = "PERFORMANCE_ESTIMATION")]
+        PerformanceEstimation,
+        #[sea_orm(string_value = "CANDIDATE")]
+        Candidate,
+    }
+
+    impl SpectrumSet {
+        /// In the workspace's order.
+        pub const ALL: [SpectrumSet; 3] = [
+            SpectrumSet::Oracle,
+            SpectrumSet::PerformanceEstimation,
+            SpectrumSet::Candidate,
+        ];
+
+        /// The name in the API, the table and the job files.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                SpectrumSet::Oracle => "ORACLE",
+                SpectrumSet::PerformanceEstimation => "PERFORMANCE_ESTIMATION",
+                SpectrumSet::Candidate => "CANDIDATE",
+            }
+        }
+
+        pub fn from_name(name: &str) -> Option<SpectrumSet> {
+            Self::ALL.into_iter().find(|v| v.as_str() == name)
+        }
+
+        /// Position in [`SpectrumSet::ALL`].
+        pub fn rank(self) -> usize {
+            Self::ALL.iter().position(|v| *v == self).unwrap_or(0)
+        }
+    }
 
     /// Also the API's view of a labelling (SPEC §5 field names).
     #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
@@ -11,7 +54,7 @@ pub mod labelling {
         pub labelling_id: Uuid,
         pub job_id: Uuid,
         pub spectrum_filename: String,
-        pub spectrum_set: String,
+        pub spectrum_set: SpectrumSet,
         pub sequence_iteration: i32,
         pub model_prediction: Option<String>,
         pub user_label: Option<String>,

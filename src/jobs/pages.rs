@@ -145,7 +145,7 @@ async fn jobs_page(
 
 fn summary<'a>(state: &AppState, job: &'a JobView) -> JobSummary<'a> {
     let progress = state
-        .runtime
+        .workers
         .progress(job.job_id)
         .map(|(step, done, total)| {
             let percent = (done * 100).checked_div(total).unwrap_or(0).min(100);
@@ -203,7 +203,7 @@ async fn results(state: &AppState, job: &JobView) -> Result<Results, ApiError> {
             .as_ref()
             .is_some_and(|l| l.files.iter().any(|f| f.filename == name))
     };
-    let dir = state.runtime.job_dir(&job.dir_path);
+    let dir = state.workers.job_dir(&job.dir_path);
     let done = job.phase == Phase::Completed;
     let preprocessing = match job.job_type.as_str() {
         "DATA_PREPROCESSING" if done && has("result.h5") => Some(

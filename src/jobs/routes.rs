@@ -115,7 +115,7 @@ async fn log(
 /// streamed to a temporary file and handed to `service::submit`.
 async fn submit(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpResponse> {
     let staging = state
-        .runtime
+        .workers
         .job_dir("/JOBS")
         .join(format!(".upload-{}", Uuid::new_v4()));
     let result = read_submit_form(&state, &mut form, &staging).await;

@@ -66,7 +66,7 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
     if let Some(cfg) = &new.config {
         state
             .registry
-            .check(&new.job_type, cfg, &state.runtime.paths())?;
+            .check(&new.job_type, cfg, &state.workers.paths())?;
     }
     if let Some(parent) = new.parent_job_id {
         find(state, parent)
@@ -75,7 +75,7 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
     }
     let id = Uuid::new_v4();
     let dir_path = job_dir_path(&label, id);
-    let dir = state.runtime.job_dir(&dir_path);
+    let dir = state.workers.job_dir(&dir_path);
     std::fs::create_dir_all(&dir)?;
     if let Some(cfg) = &new.config {
         write_config(&dir, cfg)?;
@@ -169,7 +169,7 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
             "the job was started meanwhile: ABORT it first".into(),
         ));
     }
-    let dir = state.runtime.job_dir(&job.dir_path);
+    let dir = state.workers.job_dir(&job.dir_path);
     if let Err(e) = std::fs::remove_dir_all(&dir)
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -190,7 +190,7 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     let config = folder_config(state, &job)?;
     state
         .registry
-        .check(&job.job_type, &config, &state.runtime.paths())?;
+        .check(&job.job_type, &config, &state.workers.paths())?;
     let won = transition(
         &state.db,
         id,
@@ -213,14 +213,14 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     let mut queued = JobView::from(job);
     queued.phase = Phase::Queued;
     queued.config = Some(config);
-    state.runtime.queue.enqueued().await;
+    state.workers.queue.enqueued().await;
     Ok(queued)
 }
 
 /// The job folder's `config.json`, or, where the folder has none, the config it was created
 /// with (written back, so the folder shows what runs).
 fn folder_config(state: &AppState, job: &job::Model) -> Result<Value, ApiError> {
-    let dir = state.runtime.job_dir(&job.dir_path);
+    let dir = state.workers.job_dir(&job.dir_path);
     let path = dir.join("config.json");
     let shown = format!("{}/config.json", job.dir_path);
     match std::fs::read(&path) {
@@ -305,7 +305,7 @@ pub async fn submit(
         parent_job_id: None,
     };
     let job = create(state, new).await?;
-    let path = state.runtime.job_dir(&job.dir_path).join(&name);
+    let path = state.workers.job_dir(&job.dir_path).join(&name);
     std::fs::rename(staged, &path)?;
     {
         use std::os::unix::fs::PermissionsExt;
@@ -408,7 +408,7 @@ pub enum LogPart {
 /// Part of the job log (empty when the job has not written one yet).
 pub async fn log(state: &AppState, id: Uuid, part: LogPart) -> Result<Vec<u8>, ApiError> {
     let job = find(state, id).await?;
-    let path = state.runtime.job_dir(&job.dir_path).join("log.txt");
+    let path = state.workers.job_dir(&job.dir_path).join("log.txt");
     let mut f = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

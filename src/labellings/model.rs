@@ -1,51 +1,21 @@
 //! Labelling types and their rules: the three spectrum sets, and the text a person may type.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::{db::entities::labelling, error::ApiError};
 
-/// Which list of the labelling workspace a spectrum belongs to, in display order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SpectrumSet {
-    Oracle,
-    PerformanceEstimation,
-    Candidate,
-}
+pub use crate::db::entities::labelling::SpectrumSet;
 
 impl SpectrumSet {
-    pub const ALL: [SpectrumSet; 3] = [
-        SpectrumSet::Oracle,
-        SpectrumSet::PerformanceEstimation,
-        SpectrumSet::Candidate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SpectrumSet::Oracle => "ORACLE",
-            SpectrumSet::PerformanceEstimation => "PERFORMANCE_ESTIMATION",
-            SpectrumSet::Candidate => "CANDIDATE",
-        }
-    }
-
+    /// The set a request names, or a 422 naming `spectrum_set`.
     pub fn parse(s: &str) -> Result<SpectrumSet, ApiError> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| {
-                ApiError::invalid(
-                    "spectrum_set",
-                    format!("{s:?} is not ORACLE, PERFORMANCE_ESTIMATION or CANDIDATE"),
-                )
-            })
-    }
-
-    pub fn rank(s: &str) -> usize {
-        Self::ALL
-            .iter()
-            .position(|v| v.as_str() == s)
-            .unwrap_or(Self::ALL.len())
+        SpectrumSet::from_name(s).ok_or_else(|| {
+            ApiError::invalid(
+                "spectrum_set",
+                format!("{s:?} is not ORACLE, PERFORMANCE_ESTIMATION or CANDIDATE"),
+            )
+        })
     }
 }
 

@@ -32,7 +32,7 @@ fn active(new: NewLabelling, set: SpectrumSet, position: i32) -> labelling::Acti
         labelling_id: Set(Uuid::new_v4()),
         job_id: Set(new.job_id),
         spectrum_filename: Set(new.spectrum_filename),
-        spectrum_set: Set(set.as_str().to_string()),
+        spectrum_set: Set(set),
         sequence_iteration: Set(new.sequence_iteration),
         model_prediction: Set(empty_is_none(new.model_prediction)),
         user_label: Set(empty_is_none(new.user_label)),
@@ -162,8 +162,9 @@ pub async fn list(db: &impl ConnectionTrait, job_id: Uuid) -> Result<Vec<Labelli
         .all(db)
         .await?;
     rows.sort_by(|a, b| {
-        SpectrumSet::rank(&a.spectrum_set)
-            .cmp(&SpectrumSet::rank(&b.spectrum_set))
+        a.spectrum_set
+            .rank()
+            .cmp(&b.spectrum_set.rank())
             .then(a.position.cmp(&b.position))
             .then(a.labelling_id.cmp(&b.labelling_id))
     });

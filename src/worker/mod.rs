@@ -3,7 +3,11 @@
 //! write its terminal phase. A reaper ends jobs whose worker died. GPU jobs hold a semaphore
 //! slot.
 
+mod reaper;
+
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+
+pub use reaper::kill_job_processes;
 
 use futures_util::future::BoxFuture;
 use sea_orm::{
@@ -25,16 +29,17 @@ use crate::{
 
 /// Work a job type needs done after its job succeeded and before the job is COMPLETED, with
 /// the database (ACTIVE_ML stores the labellings it proposed); an error fails the job. The
-/// domains above the worker register them by type name (see `app::success_hooks`).
+/// domains above the worker register them by type name (see `app::extensions`).
 pub type SuccessHook = Arc<
     dyn Fn(DatabaseConnection, job::Model, PathBuf) -> BoxFuture<'static, Result<(), String>>
         + Send
         + Sync,
 >;
 
-/// What everything that runs jobs in this process shares.
+/// The workers of this process and what they share: the queue, the job types, the roots,
+/// the GPU slots, the timings and the progress of the jobs they run.
 #[derive(Clone)]
-pub struct Runtime {
+pub struct Workers {
     pub queue: Queue,
     pub registry: Arc<Registry>,
     pub files_root: PathBuf,
@@ -60,13 +65,13 @@ pub enum Outcome {
     Superseded,
 }
 
-impl Runtime {
+impl Workers {
     pub fn new(
         config: &Config,
         queue: Queue,
         registry: Arc<Registry>,
         success_hooks: HashMap<&'static str, SuccessHook>,
-    ) -> anyhow::Result<Runtime> {
+    ) -> anyhow::Result<Workers> {
         let mut accept = Vec::new();
         for name in &config.worker.accept {
             match registry.names().into_iter().find(|n| n == name) {
@@ -81,7 +86,7 @@ impl Runtime {
             accept = registry.names();
         }
         let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-        Ok(Runtime {
+        Ok(Workers {
             queue,
             registry,
             files_root: config.files_root(),
@@ -356,84 +361,6 @@ impl Runtime {
             }
         }
     }
-
-    /// Ends (or re-queues, for retry-safe types) PROCESSING jobs whose heartbeat is stale.
-    /// Runs once at start (recovery) and then every third of `lost_after`.
-    async fn reaper_loop(self) {
-        loop {
-            match self.reap().await {
-                Ok(n) if n > 0 => tracing::warn!("reaper: {n} job(s) had lost their worker"),
-                Ok(_) => {}
-                Err(e) => tracing::error!("reaper failed: {e}"),
-            }
-            tokio::time::sleep(self.lost_after / 3).await;
-        }
-    }
-
-    pub async fn reap(&self) -> Result<usize, TransitionError> {
-        let cutoff = now_ms() - self.lost_after.as_millis() as i64;
-        let stale = job::Entity::find()
-            .filter(C::Phase.eq(Phase::Processing))
-            .filter(C::HeartbeatMs.lt(cutoff))
-            .all(self.db())
-            .await?;
-        let mut reaped = 0;
-        for job in stale {
-            let retry = self
-                .registry
-                .get(&job.job_type)
-                .is_some_and(|jt| jt.retry_safe());
-            let lost_for = (now_ms() - job.heartbeat_ms.unwrap_or_default()) as f64 / 1000.0;
-            let reason = format!(
-                "worker lost: {} sent no heartbeat for {lost_for:.0} s",
-                job.worker_id.as_deref().unwrap_or("?")
-            );
-            let (action, changes) = if retry {
-                (
-                    Action::Requeue,
-                    vec![(C::WorkerId, Expr::value(Option::<String>::None))],
-                )
-            } else {
-                let ended = chrono::Utc::now();
-                let duration = duration_s(job.started_at, ended);
-                (
-                    Action::Fail,
-                    vec![
-                        (C::Error, Expr::value(reason.clone())),
-                        (C::EndedAt, Expr::value(ended)),
-                        (C::ExecutionDuration, Expr::value(duration)),
-                    ],
-                )
-            };
-            let moved = transition(
-                self.db(),
-                job.job_id,
-                Phase::Processing,
-                action,
-                Some(job.attempt),
-                changes,
-            )
-            .await?;
-            if moved.is_some() {
-                reaped += 1;
-                let killed = kill_job_processes(job.job_id);
-                if killed > 0 {
-                    tracing::warn!("job {}: killed {killed} process(es) it left", job.job_id);
-                }
-                if let Ok(log) = JobLog::open(&self.job_dir(&job.dir_path).join("log.txt")) {
-                    log.line(&if retry {
-                        format!("{reason}; queued again")
-                    } else {
-                        format!("ERROR: {reason}")
-                    });
-                }
-                if retry {
-                    self.queue.enqueued().await;
-                }
-            }
-        }
-        Ok(reaped)
-    }
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
@@ -441,41 +368,4 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".into())
-}
-
-/// Kills the processes on this host that a job started (they carry `MLJM_JOB_ID=<id>` in their
-/// environment, grandchildren included), so that a job whose worker died — even by SIGKILL,
-/// which leaves its process group behind — does not run on. Returns how many were killed.
-pub fn kill_job_processes(job_id: Uuid) -> usize {
-    let marker = format!("MLJM_JOB_ID={job_id}");
-    let me = std::process::id();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let mut killed = 0;
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
-        };
-        if environ
-            .split(|b| *b == 0)
-            .any(|var| var == marker.as_bytes())
-        {
-            // SAFETY: kill(2) with a pid read from /proc; at worst the process is already gone.
-            if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
-                killed += 1;
-            }
-        }
-    }
-    killed
 }

@@ -204,14 +204,14 @@ impl mljm::job_types::JobType for GpuProbe {
     }
 }
 
-/// The server's state with a registry that also knows GPU_PROBE, and a runtime on it.
-fn with_probe(app: &TestApp) -> (mljm::state::AppState, mljm::worker::Runtime) {
+/// The server's state with a registry that also knows GPU_PROBE, and its workers.
+fn with_probe(app: &TestApp) -> (mljm::state::AppState, mljm::worker::Workers) {
     use std::sync::Arc;
     let registry = Arc::new(mljm::job_types::Registry::with_types(vec![
         Arc::new(GpuProbe),
         Arc::new(mljm::job_types::script::Script),
     ]));
-    let runtime = mljm::worker::Runtime::new(
+    let workers = mljm::worker::Workers::new(
         &app.state.config,
         mljm::queue::Queue::new(app.state.db.clone()),
         registry.clone(),
@@ -220,10 +220,10 @@ fn with_probe(app: &TestApp) -> (mljm::state::AppState, mljm::worker::Runtime) {
     .unwrap();
     let state = mljm::state::AppState {
         registry,
-        runtime: runtime.clone(),
+        workers: workers.clone(),
         ..app.state.clone()
     };
-    (state, runtime)
+    (state, workers)
 }
 
 async fn queue_job(state: &mljm::state::AppState, job_type: &str, config: Value) -> uuid::Uuid {

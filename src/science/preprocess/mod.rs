@@ -7,8 +7,13 @@
 //! resamples a batch on every core, and a writer thread appends it to the HDF5 file while the
 //! next batch is computed. Memory holds a few batches, whatever the number of files.
 
+mod resample;
+mod walk;
+
+pub use resample::{Row, interp, linspace, minmax_scale, resample};
+pub use walk::{Found, SortedWalk};
+
 use std::{
-    collections::HashSet,
     path::{Path, PathBuf},
     sync::mpsc::{Receiver, SyncSender, sync_channel},
     time::{Duration, Instant},
@@ -17,8 +22,7 @@ use std::{
 use rayon::prelude::*;
 
 use super::{
-    Cancel, Progress,
-    fits::{self, SpectrumError},
+    Cancel, Progress, fits,
     h5::SpectraWriter,
     names::{Duplicate, NameLog},
 };
@@ -26,113 +30,6 @@ use super::{
 /// Files read per parallel batch: large enough to keep every core busy, small enough that
 /// an abort is seen within milliseconds.
 const BATCH: usize = 256;
-
-/// `numpy.linspace(start, end, count)`: `i * step + start`, the last point exactly `end`.
-pub fn linspace(start: f64, end: f64, count: usize) -> Vec<f64> {
-    if count == 1 {
-        return vec![start];
-    }
-    let step = (end - start) / (count - 1) as f64;
-    let mut grid: Vec<f64> = (0..count).map(|i| i as f64 * step + start).collect();
-    if let Some(last) = grid.last_mut() {
-        *last = end;
-    }
-    grid
-}
-
-/// `numpy.interp(grid, xp, fp)` for a sorted `grid` and strictly increasing `xp`: linear
-/// between samples, the end values outside them, written into `out`.
-pub fn interp(grid: &[f64], xp: &[f32], fp: &[f32], out: &mut [f64]) {
-    let n = xp.len();
-    let (left, right) = (fp[0] as f64, fp[n - 1] as f64);
-    let mut j = 0;
-    for (x, y) in grid.iter().zip(out.iter_mut()) {
-        let x = *x;
-        if x < xp[0] as f64 {
-            *y = left;
-            continue;
-        }
-        if x > xp[n - 1] as f64 {
-            *y = right;
-            continue;
-        }
-        while j + 1 < n && xp[j + 1] as f64 <= x {
-            j += 1;
-        }
-        if j == n - 1 || xp[j] as f64 == x {
-            *y = fp[j] as f64;
-            continue;
-        }
-        let (x0, x1, y0, y1) = (
-            xp[j] as f64,
-            xp[j + 1] as f64,
-            fp[j] as f64,
-            fp[j + 1] as f64,
-        );
-        let slope = (y1 - y0) / (x1 - x0);
-        *y = slope * (x - x0) + y0;
-        if y.is_nan() {
-            *y = slope * (x - x1) + y1;
-            if y.is_nan() && y0 == y1 {
-                *y = y0;
-            }
-        }
-    }
-}
-
-/// scikit-learn's `minmax_scale(row, feature_range=(-1, 1))`: a range below 10 ε counts as
-/// constant (scale by 1), so a constant spectrum becomes all -1.
-pub fn minmax_scale(row: &mut [f64]) {
-    let (min, max) = row
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    let range = max - min;
-    let range = if range < 10.0 * f64::EPSILON {
-        1.0
-    } else {
-        range
-    };
-    let scale = 2.0 / range;
-    let offset = -1.0 - min * scale;
-    for v in row.iter_mut() {
-        *v = *v * scale + offset;
-    }
-}
-
-/// One spectrum resampled and scaled; `dropped` non-finite flux pixels were left out.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub filename: String,
-    pub flux: Vec<f64>,
-    pub dropped: usize,
-}
-
-/// Drops non-finite flux pixels (with their wavelengths), interpolates onto `grid`, scales.
-pub fn resample(spectrum: fits::Spectrum, grid: &[f64]) -> Row {
-    let mut flux = vec![0.0; grid.len()];
-    let finite = spectrum.flux.iter().filter(|v| v.is_finite()).count();
-    let dropped = spectrum.flux.len() - finite;
-    if dropped == 0 {
-        interp(grid, &spectrum.wave, &spectrum.flux, &mut flux);
-    } else {
-        let (wave, kept): (Vec<f32>, Vec<f32>) = spectrum
-            .wave
-            .iter()
-            .zip(&spectrum.flux)
-            .filter(|(_, f)| f.is_finite())
-            .map(|(w, f)| (*w, *f))
-            .unzip();
-        interp(grid, &wave, &kept, &mut flux);
-    }
-    minmax_scale(&mut flux);
-    Row {
-        filename: spectrum.filename,
-        flux,
-        dropped,
-    }
-}
 
 /// A file that was not used, and why (`file` relative to the data directory).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -170,103 +67,6 @@ pub enum PreprocessError {
     Cancelled,
     #[error("cannot write {path}: {message}")]
     Output { path: PathBuf, message: String },
-}
-
-/// An entry found by the walk: a candidate file, or something to report as skipped.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Found {
-    File(PathBuf),
-    Bad(PathBuf, String),
-}
-
-fn is_spectrum_name(name: &std::ffi::OsStr) -> bool {
-    let b = name.as_encoded_bytes();
-    b.ends_with(b".fits") || b.ends_with(b".fits.gz")
-}
-
-/// Depth-first walk with each directory's entries sorted by name: the order of Python's
-/// `sorted(Path(d).rglob(...))`, without holding more than one directory's listing per level.
-/// Symlinks are followed; a directory reached twice (a link loop) is walked once.
-pub struct SortedWalk {
-    /// Per level, the entries left to visit (reverse sorted, popped from the end) and whether
-    /// each is a directory, from the listing's d_type: no stat unless it is a symlink.
-    stack: Vec<Vec<(PathBuf, bool)>>,
-    seen_dirs: HashSet<(u64, u64)>,
-    pending: Vec<Found>,
-}
-
-impl SortedWalk {
-    pub fn new(root: &Path) -> SortedWalk {
-        let mut walk = SortedWalk {
-            stack: Vec::new(),
-            seen_dirs: HashSet::new(),
-            pending: Vec::new(),
-        };
-        walk.enter(root);
-        walk
-    }
-
-    fn enter(&mut self, dir: &Path) {
-        use std::os::unix::fs::MetadataExt;
-        match std::fs::metadata(dir) {
-            Ok(m) if !self.seen_dirs.insert((m.dev(), m.ino())) => return,
-            Err(e) => {
-                return self.pending.push(Found::Bad(
-                    dir.to_path_buf(),
-                    format!("cannot read the directory: {e}"),
-                ));
-            }
-            Ok(_) => {}
-        }
-        match std::fs::read_dir(dir) {
-            Ok(entries) => {
-                let mut paths: Vec<(PathBuf, bool)> = entries
-                    .filter_map(|e| e.ok())
-                    .map(|e| {
-                        let path = e.path();
-                        let is_dir = match e.file_type() {
-                            Ok(t) if !t.is_symlink() => t.is_dir(),
-                            _ => std::fs::metadata(&path).is_ok_and(|m| m.is_dir()),
-                        };
-                        (path, is_dir)
-                    })
-                    .collect();
-                // Popped from the end: reverse order.
-                paths.sort_unstable_by(|a, b| b.0.file_name().cmp(&a.0.file_name()));
-                self.stack.push(paths);
-            }
-            Err(e) => self.pending.push(Found::Bad(
-                dir.to_path_buf(),
-                format!("cannot read the directory: {e}"),
-            )),
-        }
-    }
-}
-
-impl Iterator for SortedWalk {
-    type Item = Found;
-
-    fn next(&mut self) -> Option<Found> {
-        loop {
-            if let Some(found) = self.pending.pop() {
-                return Some(found);
-            }
-            let top = self.stack.last_mut()?;
-            let Some((path, is_dir)) = top.pop() else {
-                self.stack.pop();
-                continue;
-            };
-            let named = path.file_name().is_some_and(is_spectrum_name);
-            if is_dir {
-                self.enter(&path);
-                if named {
-                    return Some(Found::Bad(path, SpectrumError::Directory.to_string()));
-                }
-            } else if named {
-                return Some(Found::File(path));
-            }
-        }
-    }
 }
 
 type Outcome = (PathBuf, Result<Row, String>);
@@ -570,159 +370,4 @@ fn duplicate_reason(d: &Duplicate, all: &[Duplicate]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn linspace_ends_exactly_at_its_end_points() {
-        let g = linspace(3800.0, 9000.0, 600);
-        assert_eq!((g.len(), g[0], g[599]), (600, 3800.0, 9000.0));
-        assert!((g[1] - g[0] - 5200.0 / 599.0).abs() < 1e-9);
-    }
-
-    #[test]
-    fn interp_takes_end_values_outside_and_is_linear_inside() {
-        let (xp, fp) = ([1.0f32, 2.0, 4.0], [10.0f32, 20.0, 0.0]);
-        let grid = [0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0];
-        let mut out = [0.0; 7];
-        interp(&grid, &xp, &fp, &mut out);
-        assert_eq!(out, [10.0, 10.0, 15.0, 20.0, 10.0, 0.0, 0.0]);
-    }
-
-    #[test]
-    fn a_constant_spectrum_scales_to_all_minus_one() {
-        let mut row = [5.0, 5.0, 5.0];
-        minmax_scale(&mut row);
-        assert_eq!(row, [-1.0, -1.0, -1.0]);
-        let mut row = [1.0, 2.0, 3.0];
-        minmax_scale(&mut row);
-        assert_eq!(row, [-1.0, 0.0, 1.0]);
-    }
-
-    #[test]
-    fn non_finite_flux_pixels_are_dropped_with_their_wavelengths() {
-        let s = fits::Spectrum {
-            filename: "x".into(),
-            metadata: None,
-            wave: vec![1.0, 2.0, 3.0, 4.0],
-            flux: vec![0.0, f32::NAN, 2.0, f32::INFINITY],
-        };
-        let row = resample(s, &[1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(row.dropped, 2);
-        assert_eq!(row.flux, vec![-1.0, 0.0, 1.0, 1.0]);
-        assert!(row.flux.iter().all(|v| v.is_finite()));
-    }
-
-    #[test]
-    fn the_walk_is_in_pythons_sorted_path_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for p in [
-            "a/z.fits",
-            "a-b/a.fits",
-            "a/b/c.fits.gz",
-            "b.fits",
-            "notes.txt",
-        ] {
-            std::fs::create_dir_all(d.join(p).parent().unwrap()).unwrap();
-            std::fs::write(d.join(p), b"").unwrap();
-        }
-        std::fs::create_dir_all(d.join("c.fits")).unwrap();
-        std::os::unix::fs::symlink(d, d.join("a/loop")).unwrap();
-        let names: Vec<String> = SortedWalk::new(d)
-            .map(|f| match f {
-                Found::File(p) => p.strip_prefix(d).unwrap().display().to_string(),
-                Found::Bad(p, r) => format!("bad {} ({r})", p.strip_prefix(d).unwrap().display()),
-            })
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "a/b/c.fits.gz",
-                "a/z.fits",
-                "a-b/a.fits",
-                "b.fits",
-                "bad c.fits (is a directory, not a FITS file)"
-            ]
-        );
-    }
-
-    #[test]
-    fn a_later_duplicate_filename_is_skipped_and_the_rows_after_it_move_up() {
-        use crate::science::{demo, fits::write_spectrum, h5::read_spectra};
-        let dir = tempfile::tempdir().unwrap();
-        let spectra: Vec<_> = (0..8).map(|i| demo::synthetic(3, i)).collect();
-        let write_all = |data: &Path, skip_dups: bool| {
-            std::fs::create_dir_all(data).unwrap();
-            for (i, s) in spectra.iter().enumerate() {
-                let mut header = s.header.clone();
-                // Files 2 and 5 carry the FILENAMEs of files 0 and 3.
-                match i {
-                    2 | 5 if skip_dups => continue,
-                    2 | 5 => header.filename = Some(spectra[i - 2].filename.clone()),
-                    _ => {}
-                }
-                write_spectrum(&data.join(format!("f{i}.fits")), &header, &s.rows).unwrap();
-            }
-        };
-        let run = |data: &Path, out: &Path, strict: bool| {
-            std::fs::create_dir_all(out).unwrap();
-            let opts = Options {
-                data_dir: data.to_path_buf(),
-                grid: linspace(4000.0, 8000.0, 50),
-                strict,
-            };
-            preprocess(&opts, out, &Cancel::new(), &Progress::new(), &|_| {})
-        };
-        let (with, without) = (dir.path().join("with"), dir.path().join("without"));
-        write_all(&with, false);
-        write_all(&without, true);
-        let report = run(&with, &dir.path().join("a"), false).unwrap();
-        assert_eq!((report.files, report.spectra, report.skipped), (8, 6, 2));
-        run(&without, &dir.path().join("b"), false).unwrap();
-        let got = read_spectra(&dir.path().join("a/result.h5")).unwrap();
-        let expected = read_spectra(&dir.path().join("b/result.h5")).unwrap();
-        let names: Vec<&str> = [0, 1, 3, 4, 6, 7]
-            .iter()
-            .map(|&i| spectra[i].filename.as_str())
-            .collect();
-        assert_eq!(got.filenames, names);
-        assert_eq!(got, expected, "as if the duplicates had never been there");
-        let skipped: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.path().join("a/skipped.json")).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(skipped[0]["file"], "f2.fits");
-        assert_eq!(skipped[1]["file"], "f5.fits");
-        // Rows of the first holders in the final file: f0 is row 0, f3 is row 2.
-        assert!(
-            skipped[0]["reason"]
-                .as_str()
-                .unwrap()
-                .ends_with("(row 0 of result.h5)")
-        );
-        assert!(
-            skipped[1]["reason"]
-                .as_str()
-                .unwrap()
-                .ends_with("(row 2 of result.h5)")
-        );
-
-        // Strict: the first bad file in path order is the duplicate f2, even though the
-        // duplicate is only known once a later file (f6, truncated) has failed.
-        std::fs::write(with.join("f6.fits"), b"SIMPLE  =").unwrap();
-        match run(&with, &dir.path().join("c"), true) {
-            Err(PreprocessError::Strict { file, reason }) => {
-                assert_eq!(file, "f2.fits");
-                assert!(reason.contains("duplicate FILENAME"), "{reason}");
-            }
-            other => panic!("{other:?}"),
-        }
-        std::fs::remove_file(with.join("f6.fits")).unwrap();
-        assert!(matches!(
-            run(&with, &dir.path().join("d"), true),
-            Err(PreprocessError::Strict { file, .. }) if file == "f2.fits"
-        ));
-        assert!(!dir.path().join("d/result.h5").exists());
-    }
-}
+mod tests;
