@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::helpers::{Backend, Options, TestApp, spawn_app, spawn_app_with};
 
-crate::on_both_backends!(
+// The file API is the storage root alone: no row is read or written.
+crate::without_the_database!(
     files_can_be_uploaded_listed_downloaded_and_deleted,
     a_range_request_gets_206_and_the_bytes,
     an_upload_above_the_limit_is_413_and_leaves_nothing,

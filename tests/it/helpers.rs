@@ -56,6 +56,19 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Runs each named `async fn(Backend)` once, on SQLite: for tests whose subject never reaches
+/// the database (the file store, the request limits, the OpenAPI document) — a server needs
+/// one, and running them again on PostgreSQL would test nothing new.
+#[macro_export]
+macro_rules! without_the_database {
+    ($($name:ident),* $(,)?) => {
+        mod once {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
+        }
+    };
+}
+
 pub struct TestDb {
     pub url: String,
     drop: Option<(String, String)>,
