@@ -1,5 +1,6 @@
 //! The new-job page: a form drawn from the type's config fields (pre-filled with defaults or
 //! a preset), or a raw JSON editor; the server's 422 is drawn next to the field it names.
+//! (Over 400 lines: form values to config and back, per field kind, is one concept.)
 
 use std::collections::HashMap;
 

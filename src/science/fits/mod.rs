@@ -232,6 +232,7 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
     if !bytes.starts_with(b"SIMPLE") {
         return Err(SpectrumError::NotFits);
     }
+    header_text(bytes)?;
     let mut fits = MemFits::open(bytes)?;
     let (bitpix, shape) = fits.image_layout()?;
     if shape.len() != 2 || shape[0] != ROWS {
@@ -292,6 +293,33 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
         wave,
         flux,
     })
+}
+
+/// The header's cards up to END hold text: keywords printable ASCII, and no control
+/// characters anywhere. cfitsio's own checks of such bytes are not dependable (the fuzzer
+/// found a card whose non-ASCII keyword failed with one reason in one read and another in the
+/// next, on the same bytes), so they are refused here first, naming the card.
+fn header_text(bytes: &[u8]) -> Result<(), SpectrumError> {
+    for (i, card) in bytes.chunks(80).enumerate() {
+        if card.starts_with(b"END") && card[3..].iter().all(|&b| b == b' ') {
+            return Ok(());
+        }
+        let keyword = &card[..card.len().min(8)];
+        let bad = if keyword.iter().any(|b| !(0x20..=0x7e).contains(b)) {
+            "its keyword holds a byte that is not printable ASCII"
+        } else if card.iter().any(|&b| b < 0x20 || b == 0x7f) {
+            "it holds a control character"
+        } else {
+            continue;
+        };
+        return Err(SpectrumError::BadHeader(format!(
+            "header card {} (bytes {}–{}): {bad}",
+            i + 1,
+            i * 80,
+            i * 80 + card.len() - 1
+        )));
+    }
+    Ok(())
 }
 
 fn check_wave(wave: &[f32]) -> Result<(), SpectrumError> {
