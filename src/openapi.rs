@@ -208,8 +208,9 @@ fn schemas() -> Value {
 }
 
 /// Answers every operation can give, whatever its domain: 422 (a path, query or body that does
-/// not parse), 421 (a foreign Host header), and for state changes 403 (another site) and, with
-/// a body, 413 (over the size limit). Added where an operation does not name them itself.
+/// not parse, or a query that is not UTF-8), 421 (a foreign Host header), 431 (headers over
+/// the bound), and for state changes 403 (another site) and, with a body, 413 (over the size
+/// limit). Added where an operation does not name them itself.
 fn add_common_responses(doc: &mut Value) {
     let error = json!({ "application/json": { "schema": r("Error") } });
     let Some(paths) = doc["paths"].as_object_mut() else {
@@ -233,6 +234,10 @@ fn add_common_responses(doc: &mut Value) {
             "the Host header names another server (server.allowed_hosts)",
         );
         add("422", "invalid path, query or body; `field` names it");
+        add(
+            "431",
+            "the request headers are larger than the server accepts (32 KiB)",
+        );
         if changes {
             add("403", "a state change requested by another site");
         }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mljm::science::fits::{self, MAX_PIXELS, Read, Spectrum};
+use mljm::science::fits::{self, MAX_PIXELS, Read, Spectrum, SpectrumError};
 
 #[global_allocator]
 static ALLOC: mljm_fuzz::Bounded = mljm_fuzz::Bounded;
@@ -40,7 +40,19 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(path, data).expect("the scratch file");
         fits::read_spectrum(path, Read::WithMetadata)
     });
-    // Compared as text: a NaN flux pixel is not equal to itself.
+    // Compared as text: a NaN flux pixel is not equal to itself. A header cfitsio cannot read
+    // is refused by both, but cfitsio's own words for it may depend on how many bytes of the
+    // file it was handed (the bounded read leaves out rows 1, 3 and 4): only those may differ.
     let (a, b) = (format!("{in_memory:?}"), format!("{from_file:?}"));
-    assert!(a == b, "the bounded read of the file disagrees:\n{a}\n{b}");
+    let both_unreadable_headers = matches!(
+        (&in_memory, &from_file),
+        (
+            Err(SpectrumError::BadHeader(_)),
+            Err(SpectrumError::BadHeader(_))
+        )
+    );
+    assert!(
+        a == b || both_unreadable_headers,
+        "the bounded read of the file disagrees:\n{a}\n{b}"
+    );
 });

@@ -296,9 +296,9 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
 }
 
 /// The header's cards up to END hold text: keywords printable ASCII, and no control
-/// characters anywhere. cfitsio's own checks of such bytes are not dependable (the fuzzer
-/// found a card whose non-ASCII keyword failed with one reason in one read and another in the
-/// next, on the same bytes), so they are refused here first, naming the card.
+/// characters anywhere. Such cards are refused here, naming the card, before cfitsio sees
+/// them: its reason for one (a fuzzer's find, a binary keyword) was not the same in two reads
+/// of the same header.
 fn header_text(bytes: &[u8]) -> Result<(), SpectrumError> {
     for (i, card) in bytes.chunks(80).enumerate() {
         if card.starts_with(b"END") && card[3..].iter().all(|&b| b == b' ') {
