@@ -263,6 +263,7 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
             .await?
             .is_some()
         {
+            state.workers.cancel_here(id);
             return get(state, id).await;
         }
         // Claimed or finished between the read and the write: decide again on the new phase.

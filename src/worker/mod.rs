@@ -54,7 +54,9 @@ pub struct Workers {
     /// By job type: what runs after a job of that type succeeded.
     pub success_hooks: Arc<HashMap<&'static str, SuccessHook>>,
     /// Progress of the jobs running in this process, for their pages.
-    pub live: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, Progress>>>,
+    /// The jobs running in this process: their progress, for their pages, and their cancel
+    /// switch, for an ABORT made here.
+    pub live: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, (Progress, Cancel)>>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -181,7 +183,15 @@ impl Workers {
     /// (step, done, total) of a job running in this process.
     pub fn progress(&self, id: Uuid) -> Option<(String, u64, u64)> {
         let live = self.live.lock().ok()?;
-        live.get(&id).map(Progress::snapshot)
+        live.get(&id).map(|(progress, _)| progress.snapshot())
+    }
+
+    /// Stops job `id` at once when it runs in this process; its row has left PROCESSING (an
+    /// ABORT made here). Elsewhere the job's own watcher sees the row within ~250 ms.
+    pub fn cancel_here(&self, id: Uuid) {
+        if let Some((_, cancel)) = self.live.lock().ok().and_then(|l| l.get(&id).cloned()) {
+            cancel.cancel();
+        }
     }
 
     pub fn job_dir(&self, dir_path: &str) -> PathBuf {
@@ -237,7 +247,7 @@ impl Workers {
                     let job_dir = dir.clone();
                     let progress = Progress::new();
                     if let Ok(mut live) = self.live.lock() {
-                        live.insert(job.job_id, progress.clone());
+                        live.insert(job.job_id, (progress.clone(), cancel.clone()));
                     }
                     let ctx = JobContext {
                         job_id: job.job_id,
