@@ -6,6 +6,7 @@ use std::{net::TcpListener, sync::Arc};
 use crate::{
     active_learning,
     config::Config,
+    jobs::pages::JobSections,
     security::RequestPolicy,
     state::{AppState, Extensions},
 };
@@ -22,11 +23,16 @@ pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
     AppState::open(config, extensions()).await
 }
 
-/// The one place the domains above the worker plug into it and into the job page.
+/// The one place the domains above the worker plug into it.
 pub fn extensions() -> Extensions {
     let mut ext = Extensions::default();
     active_learning::extend(&mut ext);
     ext
+}
+
+/// The one place the domains above the jobs add to the job page.
+pub fn job_sections() -> JobSections {
+    JobSections(vec![active_learning::job_section()])
 }
 
 pub struct Application {
@@ -95,6 +101,7 @@ pub fn create_app(
     let json_limit = state.config.server.json_limit;
     App::new()
         .app_data(web::Data::new(state))
+        .app_data(web::Data::new(job_sections()))
         .app_data(web::Data::from(policy))
         .app_data(crate::error::json_config(json_limit))
         .app_data(crate::pages::form_config(json_limit))

@@ -28,24 +28,24 @@ pub fn bounds(req: &HttpRequest) -> Result<(), ApiError> {
     query_is_utf8(req.query_string())
 }
 
-/// Every key and value of a query decodes to UTF-8: `%c0%ae` is no path character.
+/// Every key and value of a query decodes to UTF-8: `%c0%ae` is no path character. Runs on
+/// every request: nothing is allocated unless it refuses.
 fn query_is_utf8(query: &str) -> Result<(), ApiError> {
+    let utf8 = |s: &str| percent_decode_str(s).decode_utf8().is_ok();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            percent_decode_str(&s.replace('+', " "))
-                .decode_utf8()
-                .is_ok()
-        };
-        let name =
-            String::from_utf8_lossy(&percent_decode_str(key).collect::<Vec<u8>>()).into_owned();
-        if !decode(key) {
+        let name = || percent_decode_str(key).decode_utf8_lossy().into_owned();
+        if !utf8(key) {
             return Err(ApiError::invalid(
                 "query",
-                format!("the query parameter {name:?} is not valid UTF-8 once decoded"),
+                format!(
+                    "the query parameter {:?} is not valid UTF-8 once decoded",
+                    name()
+                ),
             ));
         }
-        if !decode(value) {
+        if !utf8(value) {
+            let name = name();
             return Err(ApiError::invalid(
                 name.clone(),
                 format!("{name}: the value is not valid UTF-8 once decoded ({value:?})"),

@@ -3,39 +3,20 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use futures_util::future::BoxFuture;
 use sea_orm::DatabaseConnection;
-use uuid::Uuid;
 
 use crate::{
     config::Config,
-    error::ApiError,
     job_types::Registry,
-    queue::{Phase, Queue},
+    queue::Queue,
     storage::Storage,
     worker::{SuccessHook, Workers},
 };
 
-/// A part of a finished job's page that only some domain above the jobs knows how to draw
-/// (the active-learning workspace): `app` registers them, the job page asks each in turn.
-pub trait JobSection: Send + Sync {
-    /// The section's HTML for job `job_id` (of `job_type`, in `phase`), or `None` when it
-    /// has none for such a job.
-    fn render<'a>(
-        &'a self,
-        state: &'a AppState,
-        job_id: Uuid,
-        job_type: &'a str,
-        phase: Phase,
-    ) -> BoxFuture<'a, Result<Option<String>, ApiError>>;
-}
-
-/// What the domains above the worker add to it: work after a type's success, and sections of
-/// the job page.
+/// What the domains above the worker add to it: work after a type's success.
 #[derive(Default)]
 pub struct Extensions {
     pub success_hooks: HashMap<&'static str, SuccessHook>,
-    pub job_sections: Vec<Arc<dyn JobSection>>,
 }
 
 /// What every handler can reach.
@@ -46,7 +27,6 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub workers: Workers,
     pub storage: Storage,
-    pub job_sections: Arc<Vec<Arc<dyn JobSection>>>,
 }
 
 impl AppState {
@@ -75,7 +55,6 @@ impl AppState {
             registry,
             workers,
             storage,
-            job_sections: Arc::new(extensions.job_sections),
         })
     }
 }

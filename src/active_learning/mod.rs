@@ -10,24 +10,27 @@ use std::{path::PathBuf, sync::Arc};
 
 use futures_util::{FutureExt, future::BoxFuture};
 use sea_orm::DatabaseConnection;
-use uuid::Uuid;
 
 use crate::{
     error::ApiError,
     job_types::active_ml::NewLabelling as Proposed,
+    jobs::{model::JobView, pages::JobSection},
     labellings::{model::NewLabelling, service},
     queue::{Phase, job},
-    state::{AppState, Extensions, JobSection},
+    state::{AppState, Extensions},
 };
 
-/// Plugs the loop into the worker (labellings of a finished iteration) and the job page (the
-/// workspace).
+/// Plugs the loop into the worker: the labellings of a finished iteration.
 pub fn extend(ext: &mut Extensions) {
     ext.success_hooks.insert(
         "ACTIVE_ML",
         Arc::new(|db, job, dir| import_labellings(db, job, dir).boxed()),
     );
-    ext.job_sections.push(Arc::new(WorkspaceSection));
+}
+
+/// The loop's part of the job page: the labelling workspace.
+pub fn job_section() -> Arc<dyn JobSection> {
+    Arc::new(WorkspaceSection)
 }
 
 /// An iteration leaves the spectra it proposes for labelling in `labellings.json`; they
@@ -68,16 +71,13 @@ impl JobSection for WorkspaceSection {
     fn render<'a>(
         &'a self,
         state: &'a AppState,
-        job_id: Uuid,
-        job_type: &'a str,
-        phase: Phase,
+        job: &'a JobView,
     ) -> BoxFuture<'a, Result<Option<String>, ApiError>> {
         async move {
-            if job_type != "ACTIVE_ML" || phase != Phase::Completed {
+            if job.job_type != "ACTIVE_ML" || job.phase != Phase::Completed {
                 return Ok(None);
             }
-            let job = crate::jobs::service::get(state, job_id).await?;
-            let workspace = workspace::build(state, &job).await?;
+            let workspace = workspace::build(state, job).await?;
             let html = askama::Template::render(&workspace)
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("template: {e}")))?;
             Ok(Some(html))

@@ -3,12 +3,7 @@
 //! A watcher in that group kills it when the worker dies, even by SIGKILL (grandchildren
 //! included, which `PR_SET_PDEATHSIG` on the script alone would leave running).
 
-use std::{
-    collections::BTreeMap,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
-    process::Stdio,
-    time::Duration,
-};
+use std::{collections::BTreeMap, os::fd::AsRawFd, process::Stdio, time::Duration};
 
 use anyhow::Context;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -104,9 +99,10 @@ async fn run_script(ctx: JobContext) -> anyhow::Result<()> {
     let cfg = ScriptConfig::parse(&ctx.config)?;
     ctx.log.line(&format!("running {:?}", cfg.command));
     let mut command = tokio::process::Command::new(&cfg.command[0]);
-    // Held open by this process alone: when it dies, even by SIGKILL, the script's watcher
-    // reads end-of-file and takes the whole process group with it.
-    let (watch_read, watch_write) = lifeline()?;
+    // The write end is held by this process alone (std's pipe closes both ends on exec): when
+    // it dies, even by SIGKILL, the script's watcher reads end-of-file and takes the whole
+    // process group with it.
+    let (watch_read, watch_write) = std::io::pipe()?;
     let read_fd = watch_read.as_raw_fd();
     // SAFETY: only async-signal-safe calls (prctl, fork, waitpid, close, read, killpg,
     // _exit) run between fork and exec.
@@ -190,19 +186,6 @@ async fn copy_to_log(stream: Option<impl AsyncRead + Unpin>, log: JobLog) {
             break;
         }
         log.write_bytes(&buf[..n]);
-    }
-}
-
-/// A pipe whose both ends close on exec: the read end goes to the watcher, the write end
-/// stays with this process.
-fn lifeline() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills both descriptors on success; each is owned exactly once below.
-    unsafe {
-        if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
     }
 }
 

@@ -1,8 +1,11 @@
 //! Server-rendered job pages. One URL per view: htmx requests (`HX-Request`) get the partial,
 //! others the full page. askama escapes all user text.
 
+use std::sync::Arc;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
+use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use super::{
@@ -17,6 +20,22 @@ use crate::{
     science::preprocess::Skipped,
     state::AppState,
 };
+
+/// A part of a finished job's page that only a domain above the jobs knows how to draw (the
+/// active-learning workspace). `app` registers them as [`JobSections`]; the job page asks each
+/// in turn.
+pub trait JobSection: Send + Sync {
+    /// The section's HTML for `job`, or `None` when it has none for such a job.
+    fn render<'a>(
+        &'a self,
+        state: &'a AppState,
+        job: &'a JobView,
+    ) -> BoxFuture<'a, Result<Option<String>, ApiError>>;
+}
+
+/// The sections every job page asks, in order (app data).
+#[derive(Clone, Default)]
+pub struct JobSections(pub Vec<Arc<dyn JobSection>>);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(jobs_page))
@@ -157,6 +176,7 @@ fn summary<'a>(state: &AppState, job: &'a JobView) -> JobSummary<'a> {
 async fn job_page(
     req: HttpRequest,
     state: web::Data<AppState>,
+    sections: web::Data<JobSections>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, PageError> {
     let job = service::get(&state, *id).await?;
@@ -164,7 +184,7 @@ async fn job_page(
         return html(summary(&state, &job).render());
     }
     let log = log_tail_of(&state, &job).await?;
-    let results = results(&state, &job).await?;
+    let results = results(&state, &sections, &job).await?;
     html(
         JobShow {
             layout: Layout::new(&state, "jobs").await,
@@ -179,13 +199,18 @@ async fn job_page(
 /// The results section alone, fetched again when the job's phase changes.
 async fn results_partial(
     state: web::Data<AppState>,
+    sections: web::Data<JobSections>,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, PageError> {
     let job = service::get(&state, *id).await?;
-    html(results(&state, &job).await?.render())
+    html(results(&state, &sections, &job).await?.render())
 }
 
-async fn results(state: &AppState, job: &JobView) -> Result<Results, ApiError> {
+async fn results(
+    state: &AppState,
+    sections: &JobSections,
+    job: &JobView,
+) -> Result<Results, ApiError> {
     let listing = {
         let storage = state.storage.clone();
         let dir = job.dir_path.clone();
@@ -219,13 +244,10 @@ async fn results(state: &AppState, job: &JobView) -> Result<Results, ApiError> {
             .find(|f| f.filename.ends_with(".png"))
             .map(|f| download_url(&job.dir_path, &f.filename))
     });
-    let mut sections = Vec::new();
-    for section in state.job_sections.iter() {
-        if let Some(html) = section
-            .render(state, job.job_id, &job.job_type, job.phase)
-            .await?
-        {
-            sections.push(Rendered(html));
+    let mut drawn = Vec::new();
+    for section in &sections.0 {
+        if let Some(html) = section.render(state, job).await? {
+            drawn.push(Rendered(html));
         }
     }
     Ok(Results {
@@ -234,7 +256,7 @@ async fn results(state: &AppState, job: &JobView) -> Result<Results, ApiError> {
         files: listing.map_or_else(Vec::new, |l| file_links(&job.dir_path, l)),
         preprocessing,
         plot_png,
-        sections,
+        sections: drawn,
     })
 }
 

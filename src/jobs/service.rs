@@ -248,7 +248,8 @@ fn folder_config(state: &AppState, job: &job::Model) -> Result<Value, ApiError> 
     }
 }
 
-/// QUEUED or PROCESSING → ABORTED. A running job is stopped by its worker's watcher.
+/// QUEUED or PROCESSING → ABORTED. A job running in this process is stopped at once; one
+/// running elsewhere by its worker's watcher, which sees the row within ~250 ms.
 pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     loop {
         let job = find(state, id).await?;

@@ -334,7 +334,7 @@ impl Workers {
     }
 
     /// Heartbeats every `heartbeat`, and cancels the job within ~250 ms of its row leaving
-    /// PROCESSING for this attempt (ABORT from any process).
+    /// PROCESSING for this attempt (an ABORT made in another process, or the reaper).
     async fn watch(self, id: Uuid, attempt: i32, cancel: Cancel) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let mut last_beat = tokio::time::Instant::now();

@@ -212,9 +212,7 @@ fn read_up_to(
 
 /// The header's length in bytes (through the END card, padded to 2880), if `bytes` hold it.
 fn header_len(bytes: &[u8]) -> Option<u64> {
-    let end = bytes
-        .chunks_exact(80)
-        .position(|card| card.starts_with(b"END") && card[3..].iter().all(|&b| b == b' '))?;
+    let end = bytes.chunks_exact(80).position(is_end_card)?;
     Some(((end as u64 + 1) * 80).div_ceil(2880) * 2880)
 }
 
@@ -295,13 +293,18 @@ fn parse_prefix(bytes: &[u8], file_len: u64, what: Read) -> Result<Spectrum, Spe
     })
 }
 
+/// The card that ends a header: `END` and blanks.
+fn is_end_card(card: &[u8]) -> bool {
+    card.starts_with(b"END") && card[3..].iter().all(|&b| b == b' ')
+}
+
 /// The header's cards up to END hold text: keywords printable ASCII, and no control
 /// characters anywhere. Such cards are refused here, naming the card, before cfitsio sees
 /// them: its reason for one (a fuzzer's find, a binary keyword) was not the same in two reads
 /// of the same header.
 fn header_text(bytes: &[u8]) -> Result<(), SpectrumError> {
     for (i, card) in bytes.chunks(80).enumerate() {
-        if card.starts_with(b"END") && card[3..].iter().all(|&b| b == b' ') {
+        if is_end_card(card) {
             return Ok(());
         }
         let keyword = &card[..card.len().min(8)];
