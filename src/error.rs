@@ -26,10 +26,14 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error answer of `/api` (its `Error` schema).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct Body<'a> {
+    /// `invalid_input`, `not_found`, `conflict`, `too_large`, …
     code: &'a str,
     message: String,
+    /// The path, query or body field at fault, where one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
     /// The original FastAPI stack answered `{detail}`; kept for its clients.

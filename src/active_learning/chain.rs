@@ -180,7 +180,7 @@ pub async fn continue_job(
 }
 
 /// One iteration of a chain.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChainEntry {
     pub job_id: Uuid,
     pub iteration: u64,

@@ -4,30 +4,62 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::{error::ApiError, state::AppState};
+use super::chain::ChainEntry;
+use crate::{
+    error::{ApiError, Body as Error},
+    jobs::model::JobView,
+    state::AppState,
+};
+
+/// This module's part of the OpenAPI document, from the annotations on its handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(continue_job, chain))]
+pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/jobs/{job_id}/continue").route(web::post().to(continue_job)))
         .service(web::resource("/jobs/{job_id}/chain").route(web::get().to(chain)));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct JobId {
+    /// An ACTIVE_ML iteration's job id.
+    job_id: Uuid,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ContinueQuery {
+    /// Continue although some oracle spectra are unlabelled (they are left out).
     #[serde(default)]
     allow_partial: bool,
 }
 
+#[utoipa::path(post, path = "/api/jobs/{job_id}/continue",
+    summary = "Continue a labelled ACTIVE_ML iteration: write oracle_data.json, append the \
+               performance estimate, create and run the next iteration",
+    params(JobId, ContinueQuery),
+    responses((status = 202, description = "the next iteration, queued", body = JobView),
+              (status = 404, description = "no such job", body = Error),
+              (status = 409, description = "not a COMPLETED ACTIVE_ML job, already continued, \
+                                             or oracle spectra unlabelled", body = Error)))]
 async fn continue_job(
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<JobId>,
     q: web::Query<ContinueQuery>,
 ) -> Result<HttpResponse> {
     Ok(HttpResponse::Accepted()
-        .json(super::chain::continue_job(&state, *id, q.allow_partial).await?))
+        .json(super::chain::continue_job(&state, id.job_id, q.allow_partial).await?))
 }
 
-async fn chain(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(super::chain::chain(&state, *id).await?))
+#[utoipa::path(get, path = "/api/jobs/{job_id}/chain",
+    summary = "The iterations of an active-learning chain, first to last", params(JobId),
+    responses((status = 200, description = "the chain", body = Vec<ChainEntry>),
+              (status = 404, description = "no such job", body = Error),
+              (status = 409, description = "not an ACTIVE_ML job", body = Error)))]
+async fn chain(state: web::Data<AppState>, id: web::Path<JobId>) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(super::chain::chain(&state, id.job_id).await?))
 }
 
 type Result<T> = std::result::Result<T, ApiError>;

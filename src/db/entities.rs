@@ -6,7 +6,17 @@ pub mod labelling {
 
     /// Which list of the labelling workspace a spectrum belongs to, in display order.
     #[derive(
-        Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+        Debug,
+        Clone,
+        Copy,
+        PartialEq,
+        Eq,
+        Hash,
+        EnumIter,
+        DeriveActiveEnum,
+        Serialize,
+        Deserialize,
+        utoipa::ToSchema,
     )]
     #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
     #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -47,7 +57,8 @@ pub mod labelling {
     }
 
     /// Also the API's view of a labelling (SPEC §5 field names).
-    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel, serde::Serialize, utoipa::ToSchema)]
+    #[schema(as = Labelling)]
     #[sea_orm(table_name = "labellings")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]

@@ -4,12 +4,19 @@
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use super::service;
-use crate::{error::ApiError, state::AppState};
+use super::service::{self, Listing};
+use crate::{
+    error::{ApiError, Body as Error},
+    state::AppState,
+};
+
+/// This module's part of the OpenAPI document, from the annotations on its handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, delete, make_dir, remove_dir, download, upload))]
+pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource(["/files", "/files/"]).route(web::get().to(list)))
@@ -23,9 +30,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/files/{filename}").route(web::delete().to(delete)));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Parent {
+    /// The directory, from the files root (`/` when absent).
     #[serde(default = "root")]
+    #[param(required = false)]
     parent_dir_path: String,
 }
 
@@ -33,12 +43,43 @@ fn root() -> String {
     "/".into()
 }
 
+/// A directory made.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Created {
+    dirname: String,
+    /// From the files root.
+    path: String,
+}
+
+/// A file stored.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Uploaded {
+    filename: String,
+    size: u64,
+    parent_dir_path: String,
+}
+
+/// The form an upload sends: its first part with a file name is stored.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // streamed by hand in `receive`, never built: it describes the form
+struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
 type Result<T> = std::result::Result<T, ApiError>;
 
+#[utoipa::path(get, path = "/api/files/", summary = "List a directory", params(Parent),
+    responses((status = 200, description = "the listing", body = Listing),
+              (status = 404, description = "no such directory", body = Error)))]
 async fn list(state: web::Data<AppState>, q: web::Query<Parent>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(service::list(&state.storage, &q.parent_dir_path)?))
 }
 
+#[utoipa::path(delete, path = "/api/files/{filename}", summary = "Delete a file",
+    params(("filename" = String, Path), Parent),
+    responses((status = 204, description = "deleted"),
+              (status = 404, description = "no such file", body = Error)))]
 async fn delete(
     state: web::Data<AppState>,
     name: web::Path<String>,
@@ -48,15 +89,25 @@ async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(post, path = "/api/files/directories/{dirname}", summary = "Create a directory",
+    params(("dirname" = String, Path), Parent),
+    responses((status = 201, description = "created", body = Created),
+              (status = 409, description = "exists", body = Error)))]
 async fn make_dir(
     state: web::Data<AppState>,
     name: web::Path<String>,
     q: web::Query<Parent>,
 ) -> Result<HttpResponse> {
     let path = service::make_dir(&state.storage, &q.parent_dir_path, &name)?;
-    Ok(HttpResponse::Created().json(json!({ "dirname": *name, "path": path })))
+    let dirname = name.into_inner();
+    Ok(HttpResponse::Created().json(Created { dirname, path }))
 }
 
+#[utoipa::path(delete, path = "/api/files/directories/{dirname}",
+    summary = "Delete a directory recursively", params(("dirname" = String, Path), Parent),
+    responses((status = 204, description = "deleted"),
+              (status = 404, description = "no such directory", body = Error),
+              (status = 409, description = "the JOBS directory (delete jobs instead)", body = Error)))]
 async fn remove_dir(
     state: web::Data<AppState>,
     name: web::Path<String>,
@@ -66,6 +117,12 @@ async fn remove_dir(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/api/files/{filename}/download",
+    summary = "Download a file (HTTP Range supported)", params(("filename" = String, Path), Parent),
+    responses((status = 200, description = "the file", content_type = "application/octet-stream"),
+              (status = 206, description = "the requested range", content_type = "application/octet-stream"),
+              (status = 404, description = "no such file", body = Error),
+              (status = 416, description = "the range lies outside the file")))]
 async fn download(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -84,6 +141,12 @@ async fn download(
     Ok(file.into_response(&req))
 }
 
+#[utoipa::path(post, path = "/api/files/{filename}/upload",
+    summary = "Upload a file (streamed; files.upload_limit)", params(("filename" = String, Path), Parent),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 201, description = "stored", body = Uploaded),
+              (status = 409, description = "a directory has that name", body = Error),
+              (status = 413, description = "larger than the limit", body = Error)))]
 async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -113,11 +176,12 @@ async fn upload(
     match result {
         Ok(Some(size)) => {
             tokio::fs::rename(&tmp, &target).await?;
-            Ok(HttpResponse::Created().json(json!({
-                "filename": *name,
-                "size": size,
-                "parent_dir_path": crate::storage::display(&crate::storage::normalize(&q.parent_dir_path)?),
-            })))
+            let parent = crate::storage::normalize(&q.parent_dir_path)?;
+            Ok(HttpResponse::Created().json(Uploaded {
+                filename: name.into_inner(),
+                size,
+                parent_dir_path: crate::storage::display(&parent),
+            }))
         }
         Ok(None) => {
             let _ = tokio::fs::remove_file(&tmp).await;

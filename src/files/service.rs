@@ -8,19 +8,19 @@ use serde::{Deserialize, Serialize};
 use crate::error::ApiError;
 use crate::storage::{Storage, display, normalize};
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileEntry {
     pub filename: String,
     pub size: u64,
     pub modified_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DirEntry {
     pub dirname: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Listing {
     pub parent_dir_path: String,
     pub total: usize,

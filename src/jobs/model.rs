@@ -122,12 +122,15 @@ pub fn job_dir_path(label: &Label, id: Uuid) -> String {
 }
 
 /// A job as the API returns it (the original's field names).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Job)]
 pub struct JobView {
     pub job_id: Uuid,
     #[serde(rename = "type")]
     pub job_type: String,
+    #[schema(min_length = 1, max_length = 50)]
     pub label: String,
+    #[schema(max_length = 255)]
     pub description: Option<String>,
     pub phase: Phase,
     pub dir_path: String,
@@ -137,9 +140,11 @@ pub struct JobView {
     pub execution_duration: Option<f64>,
     pub error: Option<String>,
     pub parent_job_id: Option<Uuid>,
+    #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
     /// Training metrics of a job that trained a model (`metrics.json`), on a single job's read.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub metrics: Option<serde_json::Value>,
 }
 
@@ -164,7 +169,7 @@ impl From<crate::queue::job::Model> for JobView {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobPage {
     pub total: u64,
     pub offset: u64,

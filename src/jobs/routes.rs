@@ -7,8 +7,20 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::service::{self, EndTimes, JobEdit, ListQuery, LogPart, NewJob};
-use crate::{error::ApiError, queue::Action, state::AppState};
+use super::{
+    model::{JobPage, JobView},
+    service::{self, EndTimes, JobEdit, ListQuery, LogPart, NewJob},
+};
+use crate::{
+    error::{ApiError, Body as Error},
+    queue::Action,
+    state::AppState,
+};
+
+/// This module's part of the OpenAPI document, from the annotations on its handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, submit, get, edit, delete, process, end, log))]
+pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -30,80 +42,103 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 type Result<T> = std::result::Result<T, ApiError>;
 
+#[utoipa::path(post, path = "/api/jobs/", summary = "Create a job (PENDING)", request_body = NewJob,
+    responses((status = 201, description = "created", body = JobView),
+              (status = 422, description = "invalid input; `field` names it", body = Error)))]
 async fn create(state: web::Data<AppState>, body: web::Json<NewJob>) -> Result<HttpResponse> {
     Ok(HttpResponse::Created().json(service::create(&state, body.into_inner()).await?))
 }
 
+#[utoipa::path(get, path = "/api/jobs/", summary = "List jobs, newest first", params(ListQuery),
+    responses((status = 200, description = "a page of jobs", body = JobPage),
+              (status = 422, description = "invalid query; `field` names it", body = Error)))]
 async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(service::list(&state, q.into_inner()).await?))
 }
 
-async fn get(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(service::get(&state, *id).await?))
+#[utoipa::path(get, path = "/api/jobs/{job_id}", summary = "Read a job", params(JobId),
+    responses((status = 200, description = "the job", body = JobView),
+              (status = 404, description = "no such job", body = Error)))]
+async fn get(state: web::Data<AppState>, id: web::Path<JobId>) -> Result<HttpResponse> {
+    Ok(HttpResponse::Ok().json(service::get(&state, id.job_id).await?))
 }
 
+#[utoipa::path(patch, path = "/api/jobs/{job_id}", summary = "Edit label or description",
+    params(JobId), request_body = JobEdit,
+    responses((status = 200, description = "the job", body = JobView),
+              (status = 404, description = "no such job", body = Error)))]
 async fn edit(
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<JobId>,
     body: web::Json<JobEdit>,
 ) -> Result<HttpResponse> {
-    Ok(HttpResponse::Ok().json(service::edit(&state, *id, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(service::edit(&state, id.job_id, body.into_inner()).await?))
 }
 
-async fn delete(state: web::Data<AppState>, id: web::Path<Uuid>) -> Result<HttpResponse> {
-    service::delete(&state, *id).await?;
+#[utoipa::path(delete, path = "/api/jobs/{job_id}", summary = "Delete a job and its directory",
+    params(JobId),
+    responses((status = 204, description = "deleted"),
+              (status = 404, description = "no such job", body = Error),
+              (status = 409, description = "not allowed in the job's phase", body = Error)))]
+async fn delete(state: web::Data<AppState>, id: web::Path<JobId>) -> Result<HttpResponse> {
+    service::delete(&state, id.job_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-async fn process(
-    state: web::Data<AppState>,
-    path: web::Path<(Uuid, String)>,
-) -> Result<HttpResponse> {
-    let (id, action) = path.into_inner();
-    let job = match action.as_str() {
-        "RUN" => service::run(&state, id).await?,
-        "ABORT" => service::abort(&state, id).await?,
-        other => {
-            return Err(ApiError::invalid(
-                "action",
-                format!("unknown action {other:?}; RUN or ABORT"),
-            ));
-        }
+#[utoipa::path(post, path = "/api/jobs/{job_id}/process/{action}",
+    summary = "RUN (PENDING → QUEUED) or ABORT (QUEUED/PROCESSING → ABORTED)",
+    params(ProcessPath),
+    responses((status = 202, description = "accepted", body = JobView),
+              (status = 404, description = "no such job", body = Error),
+              (status = 409, description = "not allowed in the job's phase", body = Error)))]
+async fn process(state: web::Data<AppState>, path: web::Path<ProcessPath>) -> Result<HttpResponse> {
+    let id = path.job_id;
+    let job = match path.action {
+        ProcessAction::Run => service::run(&state, id).await?,
+        ProcessAction::Abort => service::abort(&state, id).await?,
     };
     Ok(HttpResponse::Accepted().json(job))
 }
 
+#[utoipa::path(post, path = "/api/jobs/{job_id}/end/{phase}",
+    summary = "An external runner ends a PROCESSING job",
+    params(EndPath), request_body = EndTimes,
+    responses((status = 200, description = "ended", body = JobView),
+              (status = 404, description = "no such job", body = Error),
+              (status = 409, description = "not allowed in the job's phase", body = Error)))]
 async fn end(
     state: web::Data<AppState>,
-    path: web::Path<(Uuid, String)>,
+    path: web::Path<EndPath>,
     body: web::Json<EndTimes>,
 ) -> Result<HttpResponse> {
-    let (id, phase) = path.into_inner();
-    let action = match phase.as_str() {
-        "COMPLETE" => Action::Complete,
-        "ERROR" => Action::Fail,
-        other => {
-            return Err(ApiError::invalid(
-                "phase",
-                format!("unknown end {other:?}; COMPLETE or ERROR"),
-            ));
-        }
+    let action = match path.phase {
+        EndPhase::Complete => Action::Complete,
+        EndPhase::Error => Action::Fail,
     };
-    Ok(HttpResponse::Ok().json(service::end(&state, id, action, body.into_inner()).await?))
+    let job = service::end(&state, path.job_id, action, body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(job))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogQuery {
+    /// Byte offset to read from.
     #[serde(default)]
     offset: u64,
 }
 
+#[utoipa::path(get, path = "/api/jobs/{job_id}/log",
+    summary = "The job log from byte `offset`; header X-Next-Offset gives the offset to poll next",
+    params(JobId, LogQuery),
+    responses((status = 200, description = "log text", content_type = "text/plain", body = String,
+               headers(("X-Next-Offset" = u64, description = "the offset to poll next"))),
+              (status = 404, description = "no such job", body = Error)))]
 async fn log(
     state: web::Data<AppState>,
-    id: web::Path<Uuid>,
+    id: web::Path<JobId>,
     q: web::Query<LogQuery>,
 ) -> Result<HttpResponse> {
-    let bytes = service::log(&state, *id, LogPart::From(q.offset)).await?;
+    let bytes = service::log(&state, id.job_id, LogPart::From(q.offset)).await?;
     let next = q.offset + bytes.len() as u64;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
@@ -113,6 +148,11 @@ async fn log(
 
 /// The original's one-call script submission: a `config` JSON part and an `entrypoint` file,
 /// streamed to a temporary file and handed to `service::submit`.
+#[utoipa::path(post, path = "/api/jobs/submit",
+    summary = "Create and run a SCRIPT job from a config part and an entrypoint file",
+    request_body(content = SubmitForm, content_type = "multipart/form-data"),
+    responses((status = 202, description = "queued", body = JobView),
+              (status = 422, description = "invalid input; `field` names it", body = Error)))]
 async fn submit(state: web::Data<AppState>, mut form: Multipart) -> Result<HttpResponse> {
     let staging = state
         .workers
@@ -189,4 +229,57 @@ async fn read_submit_form(
     let name = entrypoint
         .ok_or_else(|| ApiError::invalid("entrypoint", "the form has no entrypoint part"))?;
     Ok((config, name))
+}
+
+/// `{job_id}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct JobId {
+    /// The job's id.
+    job_id: Uuid,
+}
+
+/// `{job_id}/process/{action}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct ProcessPath {
+    job_id: Uuid,
+    #[param(inline)]
+    action: ProcessAction,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+enum ProcessAction {
+    #[serde(rename = "RUN")]
+    Run,
+    #[serde(rename = "ABORT")]
+    Abort,
+}
+
+/// `{job_id}/end/{phase}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+struct EndPath {
+    job_id: Uuid,
+    #[param(inline)]
+    phase: EndPhase,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+enum EndPhase {
+    #[serde(rename = "COMPLETE")]
+    Complete,
+    #[serde(rename = "ERROR")]
+    Error,
+}
+
+/// The form `POST /api/jobs/submit` reads, part by part, in `read_submit_form`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // streamed by hand, never built: it describes the form to the document
+struct SubmitForm {
+    /// JSON: label, description, command, env, timeout_s.
+    config: String,
+    /// The script to run.
+    #[schema(value_type = String, format = Binary)]
+    entrypoint: Vec<u8>,
 }

@@ -26,26 +26,36 @@ use crate::{
     state::AppState,
 };
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewJob {
     #[serde(rename = "type")]
+    #[schema(example = "SCRIPT")]
     pub job_type: String,
+    #[schema(min_length = 1, max_length = 50)]
     pub label: String,
+    #[schema(max_length = 255)]
     pub description: Option<String>,
+    /// The job type's configuration (the original's JSON files).
+    #[schema(value_type = Option<Object>)]
     pub config: Option<Value>,
     #[serde(default)]
     pub parent_job_id: Option<Uuid>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct JobEdit {
     pub label: Option<String>,
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Jobs to skip.
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     pub offset: Option<u64>,
+    /// Jobs in the page, 1 to 1000 (10 when absent).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
     pub phase: Option<String>,
     #[serde(rename = "type")]
@@ -318,7 +328,7 @@ pub async fn submit(
     run(state, job.job_id).await
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct EndTimes {
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
@@ -367,6 +377,13 @@ pub async fn list(state: &AppState, q: ListQuery) -> Result<JobPage, ApiError> {
         return Err(ApiError::invalid(
             "limit",
             format!("limit must be between 1 and {MAX_LIMIT} (got {limit})"),
+        ));
+    }
+    // The databases count rows in signed 64-bit integers.
+    if offset > i64::MAX as u64 {
+        return Err(ApiError::invalid(
+            "offset",
+            format!("offset must be at most {} (got {offset})", i64::MAX),
         ));
     }
     let mut select = job::Entity::find();

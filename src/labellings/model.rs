@@ -45,12 +45,15 @@ pub fn check_text(
     Ok(())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewLabelling {
     pub job_id: Uuid,
+    #[schema(min_length = 1, max_length = 255)]
     pub spectrum_filename: String,
+    #[schema(value_type = SpectrumSet)]
     pub spectrum_set: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub sequence_iteration: i32,
     pub model_prediction: Option<String>,
     pub user_label: Option<String>,
@@ -83,10 +86,14 @@ impl NewLabelling {
 }
 
 /// Fields a PATCH may change; absent ones stay, an empty string clears.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct LabellingPatch {
+    /// `""` clears.
+    #[schema(max_length = 100)]
     pub user_label: Option<String>,
+    #[schema(max_length = 2000)]
     pub user_comment: Option<String>,
+    #[schema(max_length = 100)]
     pub model_prediction: Option<String>,
 }
 

@@ -5,10 +5,18 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    model::{LabellingPatch, NewLabelling},
+    model::{LabellingPatch, LabellingView, NewLabelling},
     service::{self, BatchPatch},
 };
-use crate::{error::ApiError, state::AppState};
+use crate::{
+    error::{ApiError, Body as Error},
+    state::AppState,
+};
+
+/// This module's part of the OpenAPI document, from the annotations on its handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, create_batch, get, patch, patch_batch, list))]
+pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -39,10 +47,18 @@ fn labelling_id(raw: &str) -> Result<Uuid> {
     })
 }
 
+#[utoipa::path(post, path = "/api/labellings/", summary = "Create a labelling",
+    request_body = NewLabelling,
+    responses((status = 201, description = "created", body = LabellingView),
+              (status = 404, description = "no such job", body = Error)))]
 async fn create(state: web::Data<AppState>, body: web::Json<NewLabelling>) -> Result<HttpResponse> {
     Ok(HttpResponse::Created().json(service::create(&state.db, body.into_inner()).await?))
 }
 
+#[utoipa::path(post, path = "/api/labellings/batch/",
+    summary = "Create many labellings in one statement", request_body = Vec<NewLabelling>,
+    responses((status = 204, description = "created"),
+              (status = 404, description = "no such job", body = Error)))]
 async fn create_batch(
     state: web::Data<AppState>,
     body: web::Json<Vec<NewLabelling>>,
@@ -51,10 +67,19 @@ async fn create_batch(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/api/labellings/{labelling_id}", summary = "Read a labelling",
+    params(("labelling_id" = Uuid, Path)),
+    responses((status = 200, description = "the labelling", body = LabellingView),
+              (status = 404, description = "no such labelling", body = Error)))]
 async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(service::get(&state.db, labelling_id(&id)?).await?))
 }
 
+#[utoipa::path(patch, path = "/api/labellings/{labelling_id}",
+    summary = "Label or comment a spectrum", params(("labelling_id" = Uuid, Path)),
+    request_body = LabellingPatch,
+    responses((status = 200, description = "the labelling", body = LabellingView),
+              (status = 404, description = "no such labelling", body = Error)))]
 async fn patch(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -64,6 +89,11 @@ async fn patch(
         .json(service::patch(&state.db, labelling_id(&id)?, body.into_inner()).await?))
 }
 
+#[utoipa::path(patch, path = "/api/labellings/batch/",
+    summary = "Patch many labellings, all or nothing", request_body = BatchPatch,
+    responses((status = 204, description = "patched"),
+              (status = 400, description = "labelling_ids and labellings differ in length", body = Error),
+              (status = 404, description = "no such labelling", body = Error)))]
 async fn patch_batch(
     state: web::Data<AppState>,
     body: web::Json<BatchPatch>,
@@ -72,11 +102,17 @@ async fn patch_batch(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ByJob {
+    /// The job whose labellings to list (required; its absence is a 422 that says so).
+    #[param(required = true, value_type = Uuid)]
     job_id: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/labellings/",
+    summary = "A job's labellings: ORACLE, PERFORMANCE_ESTIMATION, CANDIDATE", params(ByJob),
+    responses((status = 200, description = "the labellings", body = Vec<LabellingView>)))]
 async fn list(state: web::Data<AppState>, q: web::Query<ByJob>) -> Result<HttpResponse> {
     let raw = q.job_id.as_deref().ok_or_else(|| {
         ApiError::invalid("job_id", "job_id is required: /api/labellings/?job_id=…")

@@ -11,12 +11,16 @@ use crate::{
 };
 
 /// The original's response: header fields, then `wave` (data row 2) and `flux` (data row 0).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Spectrum)]
 pub struct SpectrumView {
     pub filename: String,
     #[serde(flatten)]
     pub metadata: Metadata,
+    /// Wavelengths in Å.
     pub wave: Vec<f32>,
+    /// Fluxes; a value that is not finite is `null`.
+    #[schema(value_type = Vec<Option<f32>>)]
     pub flux: Vec<f32>,
 }
 

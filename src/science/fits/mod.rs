@@ -75,7 +75,7 @@ pub enum SpectrumError {
 }
 
 /// What `GET /api/spectra/{filename}` shows next to the data; absent keys are `None`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Metadata {
     pub targetname: Option<String>,
     pub observed_at: Option<String>,
