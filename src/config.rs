@@ -57,10 +57,15 @@ pub struct WorkerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GpuConfig {
-    /// GPU jobs running at once on this host.
+    /// GPU jobs running at once on this host (when `devices` is empty).
     pub slots: usize,
-    /// "auto" | "cpu" | "cuda:N".
+    /// "auto" | "cpu" | "cuda:N" (when `devices` is empty).
     pub device: String,
+    /// Several GPUs: one or more slots per device ("cuda:0", "cuda:1", …); a GPU job holds
+    /// its own device while it runs.
+    pub devices: Vec<String>,
+    /// GPU jobs that may share one of `devices`.
+    pub jobs_per_device: usize,
 }
 
 impl Default for Config {
@@ -111,6 +116,8 @@ impl Default for GpuConfig {
         Self {
             slots: 1,
             device: "auto".into(),
+            devices: Vec::new(),
+            jobs_per_device: 1,
         }
     }
 }
@@ -141,6 +148,7 @@ const NON_CONFIG_VARS: &[&str] = &[
     "MLJM_BENCH_CLIENTS",
     "MLJM_BENCH_SECONDS",
     "MLJM_REQUIRE_BROWSER",
+    "MLJM_TEST_PYTHON",
     // Set by mljm for the processes of a SCRIPT job (which may call mljm themselves).
     "MLJM_JOB_ID",
     "MLJM_JOB_DIR",
@@ -214,6 +222,19 @@ impl Config {
         }
         if self.gpu.slots == 0 {
             anyhow::bail!("configuration: gpu.slots must be at least 1");
+        }
+        if self.gpu.jobs_per_device == 0 {
+            anyhow::bail!("configuration: gpu.jobs_per_device must be at least 1");
+        }
+        for d in std::iter::once(&self.gpu.device).chain(&self.gpu.devices) {
+            let cuda = d
+                .strip_prefix("cuda:")
+                .is_some_and(|n| n.parse::<usize>().is_ok());
+            if !(cuda || d == "cpu" || d == "auto") {
+                anyhow::bail!(
+                    "configuration: gpu device {d:?} is not \"auto\", \"cpu\" or \"cuda:N\""
+                );
+            }
         }
         Ok(())
     }

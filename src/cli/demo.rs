@@ -6,7 +6,7 @@ use std::path::Path;
 use clap::Args;
 use serde_json::json;
 
-use super::progress::Reporter;
+use super::{Usage, progress::Reporter};
 use crate::{
     config::Config,
     science::{Cancel, Progress, demo},
@@ -23,6 +23,61 @@ pub struct DemoArgs {
     /// Random seed: the same seed writes the same survey.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Write a survey-sized pool straight away instead of FITS files: `files/pool/result.h5`
+    /// as preprocessing would leave it (H-alpha window 6519–6732 Å), and its labels.
+    #[arg(long)]
+    pub pool_only: bool,
+    /// Points per spectrum of a `--pool-only` pool.
+    #[arg(long, default_value_t = 140, requires = "pool_only")]
+    pub points: usize,
+}
+
+/// `--pool-only`: `files/pool/result.h5` and `files/pool/labels.csv`.
+async fn pool_only(args: DemoArgs, config: Config) -> anyhow::Result<()> {
+    if args.points < 16 {
+        return Err(Usage(format!(
+            "--points {}: the CNN needs at least 16 points a spectrum",
+            args.points
+        ))
+        .into());
+    }
+    let dir = config.files_root().join("pool");
+    std::fs::create_dir_all(&dir)?;
+    let (path, csv) = (dir.join("result.h5"), dir.join("labels.csv"));
+    let (n, points, seed) = (args.n, args.points, args.seed);
+    let reporter = Reporter::new();
+    let progress = Progress::new();
+    let work = {
+        let (path, csv, progress) = (path.clone(), csv.clone(), progress.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&csv)?);
+            out.write_all(b"filename,label\n")?;
+            demo::write_pool(
+                &path,
+                n,
+                points,
+                seed,
+                &Cancel::new(),
+                &progress,
+                |name, label| writeln!(out, "{name},{label}"),
+            )?;
+            out.flush()?;
+            Ok(())
+        })
+    };
+    reporter.follow(&progress, work).await??;
+    let d = config.data_dir.display();
+    println!(
+        "wrote a pool of {n} spectra × {points} points to {} (seed {seed}), labels in {}",
+        path.display(),
+        csv.display()
+    );
+    println!(
+        "name it as pool_data_path (/pool/result.h5) of an ACTIVE_ML config run with --data-dir {d}"
+    );
+    println!("(mljm bench-al makes and times such pools itself)");
+    Ok(())
 }
 
 pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<()> {
@@ -31,6 +86,9 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
         ..Default::default()
     };
     let config = Config::load(config_file, &overrides)?;
+    if args.pool_only {
+        return pool_only(args, config).await;
+    }
     let (spectra, files) = (config.spectra_root(), config.files_root());
     std::fs::create_dir_all(&spectra)?;
     std::fs::create_dir_all(&files)?;

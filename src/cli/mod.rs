@@ -1,5 +1,7 @@
-//! The command line: `serve`, `worker`, `migrate`, `run`, `demo`, and the `jobs` client.
+//! The command line: `serve`, `worker`, `migrate`, `run`, `demo`, `simulate-al`, `bench-al`,
+//! and the `jobs` client.
 
+pub mod bench;
 pub mod demo;
 pub mod jobs;
 pub mod progress;
@@ -46,6 +48,9 @@ pub enum Command {
     /// Run the active-learning loop with an oracle that answers from a label file.
     #[command(name = "simulate-al")]
     SimulateAl(simulate::SimulateArgs),
+    /// Benchmark one ACTIVE_ML iteration on survey-sized demo pools (time, memory, bytes).
+    #[command(name = "bench-al")]
+    BenchAl(bench::BenchArgs),
 }
 
 /// A mistake in how mljm was called (exit status 2), as opposed to a failure (1).
@@ -126,6 +131,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run::run(args).await,
         Command::Demo(args) => demo::run(args, file).await,
         Command::SimulateAl(args) => simulate::run(args).await,
+        Command::BenchAl(args) => bench::run(args).await,
     }
 }
 

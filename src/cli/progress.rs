@@ -54,18 +54,18 @@ impl Reporter {
     ) -> T {
         tokio::pin!(done);
         let mut tick = tokio::time::interval(Duration::from_millis(100));
-        let (mut last_line, started) = (Instant::now(), Instant::now());
+        let (mut last_line, mut step_started) = (Instant::now(), Instant::now());
         let mut last_step = String::new();
         loop {
             tokio::select! {
                 out = &mut done => {
-                    self.draw(progress, &mut last_step, started, true);
+                    self.draw(progress, &mut last_step, &mut step_started, true);
                     if let Some(bar) = &self.bar { bar.finish_and_clear(); }
                     return out;
                 }
                 _ = tick.tick() => {
                     let plain_due = last_line.elapsed() >= Duration::from_secs(10);
-                    if self.draw(progress, &mut last_step, started, plain_due) {
+                    if self.draw(progress, &mut last_step, &mut step_started, plain_due) {
                         last_line = Instant::now();
                     }
                 }
@@ -78,10 +78,13 @@ impl Reporter {
         &self,
         progress: &Progress,
         last_step: &mut String,
-        started: Instant,
+        step_started: &mut Instant,
         plain_due: bool,
     ) -> bool {
         let (step, done, total) = progress.snapshot();
+        if *last_step != step {
+            *step_started = Instant::now();
+        }
         if let Some(bar) = &self.bar {
             if *last_step != step {
                 bar.reset();
@@ -96,8 +99,12 @@ impl Reporter {
             return false;
         }
         *last_step = step.clone();
-        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-        eprintln!("{step}: {done}/{total} ({rate:.0}/s)");
+        let rate = done as f64 / step_started.elapsed().as_secs_f64().max(1e-3);
+        let left = match (rate > 0.0, total > done) {
+            (true, true) => format!(", about {:.0} s left", (total - done) as f64 / rate),
+            _ => String::new(),
+        };
+        eprintln!("{step}: {done}/{total} ({rate:.0}/s{left})");
         true
     }
 }

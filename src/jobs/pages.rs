@@ -90,8 +90,10 @@ struct LogTail {
 #[template(path = "jobs/summary.html")]
 struct JobSummary<'a> {
     job: &'a JobView,
-    /// (step, done, total, percent) while the job runs in this process.
-    progress: Option<(String, u64, u64, u64)>,
+    /// (step, done, total, percent, pace) while the job runs in this process.
+    progress: Option<(String, u64, u64, u64, String)>,
+    /// The GPU slot's device, while the job holds one in this process.
+    gpu: Option<String>,
 }
 
 /// What a finished job produced, drawn by type.
@@ -166,11 +168,12 @@ fn summary<'a>(state: &AppState, job: &'a JobView) -> JobSummary<'a> {
     let progress = state
         .workers
         .progress(job.job_id)
-        .map(|(step, done, total)| {
+        .map(|(step, done, total, pace)| {
             let percent = (done * 100).checked_div(total).unwrap_or(0).min(100);
-            (step, done, total, percent)
+            (step, done, total, percent, pace.unwrap_or_default())
         });
-    JobSummary { job, progress }
+    let gpu = state.workers.gpu.device_of(job.job_id);
+    JobSummary { job, progress, gpu }
 }
 
 async fn job_page(

@@ -1,5 +1,6 @@
 //! One active-learning step, shared by the ACTIVE_ML job and `mljm simulate-al`: balance the
-//! labelled set with SMOTE, train the CNN, predict the pool, and rank it by uncertainty.
+//! labelled set with SMOTE, train the CNN, predict the pool, and rank it by uncertainty
+//! (a pool file of any size: [`super::scan`]).
 
 use candle_core::Device;
 
@@ -91,21 +92,21 @@ pub fn predict(
         batch
     };
     let probabilities = cnn.predict(rows, batch, cancel)?;
-    let labels = probabilities
-        .iter()
-        .map(|p| {
-            p.iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i)
-        })
-        .collect();
+    let labels = probabilities.iter().map(|p| argmax(p)).collect();
     let entropies = probabilities.iter().map(|p| cnn::entropy(p)).collect();
     Ok(Predictions {
         probabilities,
         labels,
         entropies,
     })
+}
+
+/// The most probable class of a probability row.
+pub(super) fn argmax(p: &[f32]) -> usize {
+    p.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
 }
 
 /// Accuracy and macro-F1 (mean over the classes present in truth or prediction).
@@ -140,6 +141,8 @@ pub fn scores(truth: &[usize], predicted: &[usize], classes: usize) -> (f64, f64
 mod tests {
     use super::*;
 
+    /// Today's whole-pool path against [`scan`] with chunks smaller than, equal to and larger
+    /// than the pool: the same labels, entropies, oracle batch and candidates, exactly.
     #[test]
     fn macro_f1_averages_the_classes() {
         let (acc, f1) = scores(&[0, 0, 1, 1], &[0, 0, 1, 0], 2);

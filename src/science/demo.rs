@@ -13,6 +13,8 @@ use rayon::prelude::*;
 use super::{
     Cancel, Progress,
     fits::{Header, write_spectrum},
+    h5::SpectraWriter,
+    preprocess::resample::{linspace, minmax_scale},
 };
 
 pub const CLASSES: [&str; 3] = ["other", "single peak", "double peak"];
@@ -207,10 +209,143 @@ pub fn write_survey(
         .collect()
 }
 
+/// The H-alpha window of Škoda et al. (2020), which a survey-sized demo pool covers.
+pub const POOL_WAVE: (f64, f64) = (6519.0, 6732.0);
+
+/// The `i`-th spectrum of a demo pool made with `seed`, straight onto `grid` and min-max
+/// scaled as preprocessing leaves it: the survey's H-alpha classes, continuum slope and noise,
+/// without the FITS round trip (a few microseconds a spectrum). Returns its name and class.
+pub fn pool_row(seed: u64, i: usize, grid: &[f64], out: &mut [f64]) -> (String, usize) {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ i as u64);
+    let u: f64 = rng.random();
+    let class = CLASS_SHARE
+        .iter()
+        .scan(0.0, |acc, share| {
+            *acc += share;
+            Some(*acc)
+        })
+        .position(|edge| u < edge)
+        .unwrap_or(0);
+    let slope = rng.random_range(-0.3..0.3) / 200.0;
+    let (d, width) = (0.4 * rng.random::<f64>(), rng.random_range(3.0..10.0));
+    let (amp, sep, ratio) = (
+        rng.random_range(0.5..4.0),
+        rng.random_range(4.0..12.0),
+        rng.random_range(0.6..1.2),
+    );
+    let narrow = rng.random_range(2.0..6.0);
+    let snr = rng.random_range(5.0..100.0);
+    for (f, &w) in out.iter_mut().zip(grid) {
+        let cont = 1.0 + slope * (w - HALPHA);
+        let line = match class {
+            0 => -d * gauss(w, HALPHA, width),
+            1 => amp * gauss(w, HALPHA, narrow),
+            _ => {
+                0.75 * amp
+                    * (gauss(w, HALPHA - sep / 2.0, narrow / 1.5)
+                        + ratio * gauss(w, HALPHA + sep / 2.0, narrow / 1.5))
+            }
+        };
+        let clean = cont * (1.0 + line);
+        let noise: f64 = rng.sample(StandardNormal);
+        *f = clean + noise * clean.abs() / snr;
+    }
+    minmax_scale(out);
+    let lmjd = 56000 + (i as u64 ^ seed) % 900;
+    let plan = format!("F{}", 5000 + i / 250);
+    let (spid, fiber) = (1 + (i / 250) % 16, 1 + i % 250);
+    (
+        format!("spec-{lmjd}-{plan}_sp{spid:02}-{fiber:03}.fits"),
+        class,
+    )
+}
+
+/// Writes a demo pool of `n` spectra at `points` points over [`POOL_WAVE`] to `path` (the
+/// layout of a preprocessing `result.h5`), in flat memory; calls `label` with each name and
+/// class, in order.
+pub fn write_pool(
+    path: &Path,
+    n: usize,
+    points: usize,
+    seed: u64,
+    cancel: &Cancel,
+    progress: &Progress,
+    mut label: impl FnMut(&str, &'static str) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let grid = linspace(POOL_WAVE.0, POOL_WAVE.1, points);
+    let mut writer = SpectraWriter::create(path, &grid)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    progress.start_step("writing the pool", n as u64);
+    let block = 65_536;
+    for start in (0..n).step_by(block) {
+        anyhow::ensure!(!cancel.is_cancelled(), "cancelled");
+        let end = (start + block).min(n);
+        let mut fluxes = vec![0.0; (end - start) * points];
+        let names: Vec<(String, usize)> = fluxes
+            .par_chunks_mut(points.max(1))
+            .enumerate()
+            .map(|(k, row)| pool_row(seed, start + k, &grid, row))
+            .collect();
+        for (k, (name, class)) in names.iter().enumerate() {
+            writer
+                .push(name, &fluxes[k * points..(k + 1) * points])
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            label(name, CLASSES[*class])?;
+        }
+        progress.advance((end - start) as u64);
+    }
+    writer
+        .finish()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::science::fits::{Read, read_spectrum};
+
+    #[test]
+    fn a_demo_pool_reads_back_scaled_with_unique_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pool.h5");
+        let mut classes = Vec::new();
+        write_pool(
+            &p,
+            1000,
+            140,
+            3,
+            &Cancel::new(),
+            &Progress::new(),
+            |_, c| {
+                classes.push(c);
+                Ok(())
+            },
+        )
+        .unwrap();
+        let set = crate::science::h5::read_spectra(&p).unwrap();
+        assert_eq!(set.fluxes.dim(), (1000, 140));
+        assert_eq!((set.wave[0], set.wave[139]), POOL_WAVE);
+        let unique: std::collections::HashSet<_> = set.filenames.iter().collect();
+        assert_eq!(unique.len(), 1000);
+        let row = set.row(17);
+        let (lo, hi) = row
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(
+            (lo + 1.0).abs() < 1e-12 && (hi - 1.0).abs() < 1e-12,
+            "{lo} … {hi}"
+        );
+        let emission = classes.iter().filter(|c| **c != "other").count();
+        assert!(
+            (200..400).contains(&emission),
+            "{emission} of 1000 with emission"
+        );
+        let mut again = vec![0.0; 140];
+        let grid = linspace(POOL_WAVE.0, POOL_WAVE.1, 140);
+        assert_eq!(pool_row(3, 17, &grid, &mut again).0, set.filenames[17]);
+        assert_eq!(again, row);
+    }
 
     #[test]
     fn a_seed_makes_the_same_survey_and_every_spectrum_reads_back() {

@@ -8,14 +8,19 @@ pub mod fits;
 pub mod h5;
 pub mod names;
 pub mod plot;
+pub mod pool;
 pub mod preprocess;
+pub mod scan;
 pub mod selection;
 pub mod smote;
 pub mod tsne;
 
-use std::sync::{
-    Arc, Mutex,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Instant,
 };
 
 /// A stop flag checked in every compute loop (set by ABORT).
@@ -44,7 +49,8 @@ pub struct Progress(Arc<ProgressInner>);
 struct ProgressInner {
     done: AtomicU64,
     total: AtomicU64,
-    step: Mutex<String>,
+    /// The step's name and when it began.
+    step: Mutex<(String, Option<Instant>)>,
 }
 
 impl Progress {
@@ -54,7 +60,7 @@ impl Progress {
 
     pub fn start_step(&self, step: &str, total: u64) {
         if let Ok(mut s) = self.0.step.lock() {
-            *s = step.to_string();
+            *s = (step.to_string(), Some(Instant::now()));
         }
         self.0.total.store(total, Ordering::Relaxed);
         self.0.done.store(0, Ordering::Relaxed);
@@ -69,9 +75,29 @@ impl Progress {
         self.0.done.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// "41,000/s, about 71 s left" for the current step, once a second of it has passed
+    /// and something is done.
+    pub fn pace(&self) -> Option<String> {
+        let started = self.0.step.lock().ok()?.1?;
+        let (_, done, total) = self.snapshot();
+        let seconds = started.elapsed().as_secs_f64();
+        if seconds < 1.0 || done == 0 {
+            return None;
+        }
+        let rate = done as f64 / seconds;
+        let mut text = format!("{}/s", scan::thousands(rate as usize));
+        if total > done {
+            text.push_str(&format!(
+                ", about {:.0} s left",
+                (total - done) as f64 / rate
+            ));
+        }
+        Some(text)
+    }
+
     /// (step, done, total)
     pub fn snapshot(&self) -> (String, u64, u64) {
-        let step = self.0.step.lock().map(|s| s.clone()).unwrap_or_default();
+        let step = self.0.step.lock().map(|s| s.0.clone()).unwrap_or_default();
         (
             step,
             self.0.done.load(Ordering::Relaxed),

@@ -3,6 +3,7 @@
 //! write its terminal phase. A reaper ends jobs whose worker died. GPU jobs hold a semaphore
 //! slot.
 
+pub mod gpu;
 mod reaper;
 
 use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
@@ -13,7 +14,7 @@ use futures_util::future::BoxFuture;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, sea_query::Expr,
 };
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::{
@@ -45,7 +46,7 @@ pub struct Workers {
     pub files_root: PathBuf,
     pub spectra_root: PathBuf,
     pub device: String,
-    pub gpu: Arc<Semaphore>,
+    pub gpu: Arc<gpu::GpuSlots>,
     pub worker_id: String,
     pub heartbeat: Duration,
     pub lost_after: Duration,
@@ -94,7 +95,7 @@ impl Workers {
             files_root: config.files_root(),
             spectra_root: config.spectra_root(),
             device: config.gpu.device.clone(),
-            gpu: Arc::new(Semaphore::new(config.gpu.slots)),
+            gpu: gpu::GpuSlots::new(&config.gpu),
             worker_id: format!(
                 "{}:{}:{}",
                 host.trim(),
@@ -125,7 +126,7 @@ impl Workers {
                 "worker {} runs up to {concurrency} jobs at once, accepting {} ({} GPU slot(s))",
                 self.worker_id,
                 self.accept.join(", "),
-                self.gpu.available_permits()
+                self.gpu.available()
             );
         }
         for _ in 0..concurrency {
@@ -161,9 +162,8 @@ impl Workers {
     /// Claims the next job this worker may run now; a GPU job only with a free GPU slot.
     pub async fn claim_next(
         &self,
-    ) -> Result<Option<(job::Model, Option<tokio::sync::OwnedSemaphorePermit>)>, sea_orm::DbErr>
-    {
-        let permit = self.gpu.clone().try_acquire_owned().ok();
+    ) -> Result<Option<(job::Model, Option<gpu::Lease>)>, sea_orm::DbErr> {
+        let permit = self.gpu.try_acquire();
         let types: Vec<&str> = self
             .accept
             .iter()
@@ -177,13 +177,20 @@ impl Workers {
             .registry
             .get(&job.job_type)
             .is_some_and(|jt| jt.needs_gpu());
-        Ok(Some((job, permit.filter(|_| needs_gpu))))
+        let mut lease = permit.filter(|_| needs_gpu);
+        if let Some(l) = &mut lease {
+            l.bind(job.job_id);
+        }
+        Ok(Some((job, lease)))
     }
 
-    /// (step, done, total) of a job running in this process.
-    pub fn progress(&self, id: Uuid) -> Option<(String, u64, u64)> {
+    /// (step, done, total, pace) of a job running in this process.
+    pub fn progress(&self, id: Uuid) -> Option<(String, u64, u64, Option<String>)> {
         let live = self.live.lock().ok()?;
-        live.get(&id).map(|(progress, _)| progress.snapshot())
+        live.get(&id).map(|(progress, _)| {
+            let (step, done, total) = progress.snapshot();
+            (step, done, total, progress.pace())
+        })
     }
 
     /// Stops job `id` at once when it runs in this process; its row has left PROCESSING (an
@@ -254,7 +261,11 @@ impl Workers {
                         dir,
                         config,
                         paths: self.paths(),
-                        device: self.device.clone(),
+                        // A GPU job runs on the device of its slot.
+                        device: self
+                            .gpu
+                            .device_of(job.job_id)
+                            .unwrap_or_else(|| self.device.clone()),
                         log: log.clone(),
                         cancel: cancel.clone(),
                         progress,

@@ -705,3 +705,118 @@ fn simulate_al_learns_the_demo_classes() {
         last[3]
     );
 }
+
+/// Writes `dir/oracle_data.json`: the iteration's oracle spectra, labelled `i % 3`.
+fn answer_oracle(dir: &Path) {
+    let proposed: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("labellings.json")).unwrap()).unwrap();
+    let names: Vec<&Value> = proposed
+        .iter()
+        .filter(|l| l["spectrum_set"] == "ORACLE")
+        .map(|l| &l["spectrum_filename"])
+        .collect();
+    let labels: Vec<usize> = (0..names.len()).map(|i| i % 3).collect();
+    std::fs::write(
+        dir.join("oracle_data.json"),
+        json!({"filenames": names, "labels": labels}).to_string(),
+    )
+    .unwrap();
+}
+
+/// Iterations 0 → 1 → 2 with `mljm run` under `root`, the first on the golden preprocessing
+/// result copied to `root/pool/result.h5`, each later one reading the previous `result.h5`
+/// as its pool; returns their folders.
+fn run_chain(root: &Path) -> Vec<PathBuf> {
+    let pool = root.join("pool/result.h5");
+    std::fs::create_dir_all(pool.parent().unwrap()).unwrap();
+    std::fs::copy(fixtures().join("preprocessing/expected_result.h5"), &pool).unwrap();
+    let mut config: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("active_ml/al_config_original.json")).unwrap(),
+    )
+    .unwrap();
+    config["pool_data_path"] = json!(pool);
+    config["oracle_batch_size"] = json!(4);
+    let mut dirs = Vec::new();
+    for k in 0..3 {
+        let dir = root.join(format!("it{k}"));
+        let cfg = root.join(format!("al{k}.json"));
+        config["epochs_train"] = json!(2);
+        std::fs::write(&cfg, config.to_string()).unwrap();
+        let (code, err) = mljm_run("ACTIVE_ML", &cfg, &dir);
+        assert_eq!(code, 0, "iteration {k}: {err}");
+        answer_oracle(&dir);
+        config =
+            serde_json::from_slice(&std::fs::read(dir.join("new_config.json")).unwrap()).unwrap();
+        dirs.push(dir);
+    }
+    dirs
+}
+
+/// Every result of a chain links to its pool rather than copying it, and reads back (through
+/// the chain of links) exactly the pool's spectra, by name; moving the folder keeps it so.
+#[test]
+fn a_three_iteration_chain_reads_the_pools_spectra_through_its_links() {
+    let root = tempfile::tempdir().unwrap();
+    let pool = read_spectra(&fixtures().join("preprocessing/expected_result.h5")).unwrap();
+    // Pool and iterations in one folder, which then moves, as a data directory would.
+    let data = root.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let dirs = run_chain(&data);
+    let moved = root.path().join("moved");
+    std::fs::rename(&data, &moved).unwrap();
+    for (k, dir) in dirs.iter().enumerate() {
+        let result = moved.join(dir.file_name().unwrap()).join("result.h5");
+        let set = read_spectra(&result).unwrap();
+        // 4 more labelled spectra each iteration after the first.
+        assert_eq!(set.len(), 26 - 4 * k, "iteration {k}");
+        for (i, name) in set.filenames.iter().enumerate() {
+            let j = pool.filenames.iter().position(|n| n == name).unwrap();
+            assert_eq!(set.row(i), pool.row(j), "iteration {k}, {name}");
+        }
+        let f = hdf5::File::open(&result).unwrap();
+        assert!(
+            f.dataset("fluxes").unwrap().layout() == hdf5::dataset::Layout::Virtual,
+            "iteration {k} links its fluxes"
+        );
+        // The iteration's own data: tens of bytes a spectrum, not the 4.8 kB of its fluxes.
+        let size = std::fs::metadata(&result).unwrap().len();
+        assert!(size < 20_000, "iteration {k}: result.h5 is {size} bytes");
+    }
+}
+
+/// h5py opens the last iteration's `result.h5` and reads, through two links, the pool's
+/// own fluxes for the names it lists, and the iteration's labels and entropies.
+#[test]
+#[cfg_attr(
+    not(mljm_h5py_tests),
+    ignore = "set MLJM_TEST_PYTHON to a python with h5py (as .ci/run does) to run it"
+)]
+fn h5py_reads_a_chained_result_as_the_pools_spectra() {
+    let root = tempfile::tempdir().unwrap();
+    let dirs = run_chain(root.path());
+    let python = std::env::var("MLJM_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = r#"
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r") as r, h5py.File(sys.argv[2], "r") as p:
+    name = lambda n: n.decode() if isinstance(n, bytes) else n
+    names = [name(n) for n in r["filenames"][:]]
+    pool = {name(n): i for i, n in enumerate(p["filenames"][:])}
+    rows = [pool[n] for n in names]
+    assert r["fluxes"].shape == (len(names), p["fluxes"].shape[1]), r["fluxes"].shape
+    assert np.array_equal(r["fluxes"][:], p["fluxes"][:][rows])
+    assert len(r["labels"]) == len(names) and r["entropies"].dtype == np.float64
+    print("h5py read", len(names), "spectra")
+"#;
+    let out = std::process::Command::new(&python)
+        .args(["-c", script])
+        .arg(dirs[2].join("result.h5"))
+        .arg(fixtures().join("preprocessing/expected_result.h5"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("h5py read 18 spectra"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

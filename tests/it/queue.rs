@@ -20,6 +20,7 @@ crate::on_both_backends!(
     a_killed_worker_loses_its_job_and_the_next_job_runs,
     a_gpu_job_waits_queued_for_a_free_slot,
     a_panicking_job_ends_in_error_with_the_panic_message,
+    each_gpu_job_holds_a_device_of_its_own_and_frees_it_when_it_fails,
 );
 
 struct Worker(Child);
@@ -186,7 +187,7 @@ impl mljm::job_types::JobType for GpuProbe {
         true
     }
     fn known_keys(&self) -> &'static [&'static str] {
-        &["panic"]
+        &["panic", "sleep_ms", "fail"]
     }
     fn validate(&self, _: &Value) -> Result<(), mljm::job_types::ConfigError> {
         Ok(())
@@ -196,9 +197,14 @@ impl mljm::job_types::JobType for GpuProbe {
         ctx: mljm::job_types::JobContext,
     ) -> futures_util::future::BoxFuture<'static, anyhow::Result<()>> {
         Box::pin(async move {
+            ctx.log.line(&format!("device {}", ctx.device));
             if ctx.config["panic"] == true {
                 panic!("probe exploded");
             }
+            if let Some(ms) = ctx.config["sleep_ms"].as_u64() {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            anyhow::ensure!(ctx.config["fail"] != true, "probe failed");
             Ok(())
         })
     }
@@ -206,13 +212,23 @@ impl mljm::job_types::JobType for GpuProbe {
 
 /// The server's state with a registry that also knows GPU_PROBE, and its workers.
 fn with_probe(app: &TestApp) -> (mljm::state::AppState, mljm::worker::Workers) {
+    with_probe_on(app, app.state.config.gpu.clone())
+}
+
+/// [`with_probe`] with other GPU settings.
+fn with_probe_on(
+    app: &TestApp,
+    gpu: mljm::config::GpuConfig,
+) -> (mljm::state::AppState, mljm::worker::Workers) {
     use std::sync::Arc;
+    let mut config = (*app.state.config).clone();
+    config.gpu = gpu;
     let registry = Arc::new(mljm::job_types::Registry::with_types(vec![
         Arc::new(GpuProbe),
         Arc::new(mljm::job_types::script::Script),
     ]));
     let workers = mljm::worker::Workers::new(
-        &app.state.config,
+        &config,
         mljm::queue::Queue::new(app.state.db.clone()),
         registry.clone(),
         mljm::app::extensions().success_hooks,
@@ -302,4 +318,76 @@ async fn a_panicking_job_ends_in_error_with_the_panic_message(b: Backend) {
     assert_eq!(job["phase"], "ERROR");
     assert!(job["error"].as_str().unwrap().contains("probe exploded"));
     assert!(app.log(&id.to_string()).await.contains("probe exploded"));
+}
+
+/// Two devices: two GPU jobs run at once, each on its own device (its page and log say
+/// which); a third waits. A failing job frees its device for the waiting one.
+async fn each_gpu_job_holds_a_device_of_its_own_and_frees_it_when_it_fails(b: Backend) {
+    let app = spawn_app_with(
+        b,
+        Options {
+            workers: 0,
+            ..Default::default()
+        },
+    )
+    .await;
+    let gpu = mljm::config::GpuConfig {
+        devices: vec!["cuda:0".into(), "cuda:1".into()],
+        ..Default::default()
+    };
+    let (state, rt) = with_probe_on(&app, gpu);
+    let long = queue_job(&state, "GPU_PROBE", serde_json::json!({"sleep_ms": 4000})).await;
+    let failing = queue_job(
+        &state,
+        "GPU_PROBE",
+        serde_json::json!({"sleep_ms": 500, "fail": true}),
+    )
+    .await;
+    let waiting = queue_job(&state, "GPU_PROBE", serde_json::json!({})).await;
+    let _loops = rt.spawn(3);
+    let (long, failing, waiting) = (long.to_string(), failing.to_string(), waiting.to_string());
+    let device = |log: String| {
+        log.lines()
+            .find_map(|l| l.split("device ").nth(1).map(str::to_string))
+    };
+    let long_on = device(app.wait_log(&long, "device", Duration::from_secs(10)).await).unwrap();
+    let failing_on = device(
+        app.wait_log(&failing, "device", Duration::from_secs(10))
+            .await,
+    )
+    .unwrap();
+    assert_ne!(long_on, failing_on, "two jobs, two devices");
+    let held = rt.gpu.holders();
+    assert!(held.iter().all(|(_, jobs)| jobs.len() == 1), "{held:?}");
+    assert_eq!(
+        app.job(&waiting).await["phase"],
+        "QUEUED",
+        "no third device"
+    );
+    assert_eq!(
+        rt.gpu.device_of(long.parse().unwrap()),
+        Some(long_on.clone())
+    );
+
+    app.wait_phase(&failing, "ERROR", Duration::from_secs(10))
+        .await;
+    app.wait_phase(&waiting, "COMPLETED", Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        device(app.log(&waiting).await).unwrap(),
+        failing_on,
+        "the failed job's device went to the waiting job while the long one kept its own"
+    );
+    app.wait_phase(&long, "COMPLETED", Duration::from_secs(10))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rt.gpu.available() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        rt.gpu.available(),
+        2,
+        "every slot free again: {:?}",
+        rt.gpu.holders()
+    );
 }

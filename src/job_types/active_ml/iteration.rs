@@ -17,6 +17,8 @@ use crate::{
         active,
         cnn::TrainOptions,
         h5::{SpectraSet, read_spectra, write_spectra},
+        pool::{PoolFile, ResultWriter, chunk_rows},
+        scan::{self, Pick, ScanOptions, thousands},
         selection, tsne,
     },
 };
@@ -41,15 +43,28 @@ pub(super) fn read_set(path: &Path, what: &str) -> anyhow::Result<SpectraSet> {
     if set.is_empty() {
         bail!("the {what} {} holds no spectra", path.display());
     }
+    check_finite(&set, &(0..set.len()).collect::<Vec<_>>(), what, path)?;
+    Ok(set)
+}
+
+/// Refuses a set with a NaN or infinite flux (it would silently poison every prediction),
+/// naming the file, the spectrum and its row there (`rows[i]` for the set's row `i`).
+pub(super) fn check_finite(
+    set: &SpectraSet,
+    rows: &[usize],
+    what: &str,
+    path: &Path,
+) -> anyhow::Result<()> {
     if let Some(i) = (0..set.len()).find(|&i| set.row(i).iter().any(|v| !v.is_finite())) {
         let bad = set.row(i).iter().filter(|v| !v.is_finite()).count();
         bail!(
-            "the {what} {} has non-finite fluxes: spectrum {} (row {i}) holds {bad} NaN or infinite values; preprocess it again",
+            "the {what} {} has non-finite fluxes: spectrum {} (row {}) holds {bad} NaN or infinite values; preprocess it again",
             path.display(),
-            set.filenames[i]
+            set.filenames[i],
+            rows[i]
         );
     }
-    Ok(set)
+    Ok(())
 }
 
 pub(super) fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> anyhow::Result<()> {
@@ -71,6 +86,16 @@ pub(super) fn describe_wave(w: &[f64]) -> String {
     }
 }
 
+/// Opens a pool (or any spectra file read in pieces), naming `what` in its errors.
+pub(super) fn open_pool(path: &Path, what: &str) -> anyhow::Result<PoolFile> {
+    let pool = PoolFile::open(path)
+        .map_err(|e| anyhow!("cannot read the {what} {}: {e}", path.display()))?;
+    if pool.is_empty() {
+        bail!("the {what} {} holds no spectra", path.display());
+    }
+    Ok(pool)
+}
+
 pub(super) fn run_iteration(
     cfg: &AlConfig,
     ctx: &JobContext,
@@ -78,30 +103,18 @@ pub(super) fn run_iteration(
 ) -> anyhow::Result<()> {
     let log = |line: &str| ctx.log.line(line);
     let pool_path = resolve(ctx, cfg, "pool_data_path")?.context("pool_data_path")?;
-    let pool = read_set(&pool_path, "pool")?;
+    let pool = open_pool(&pool_path, "pool")?;
     log(&format!(
         "iteration {}: pool of {} spectra ({}) from {}",
         cfg.iteration,
-        pool.len(),
+        thousands(pool.len()),
         describe_wave(&pool.wave),
         pool_path.display()
     ));
     if cfg.iteration == 0 {
         return first_iteration(cfg, ctx, &pool);
     }
-    let training = training_set(cfg, ctx, &pool)?;
-    let train_names: HashSet<&String> = training.filenames.iter().collect();
-    let mut seen = HashSet::new();
-    let remaining: Vec<usize> = (0..pool.len())
-        .filter(|&i| !train_names.contains(&pool.filenames[i]) && seen.insert(&pool.filenames[i]))
-        .collect();
-    if remaining.is_empty() {
-        bail!("All data from pool is in training data");
-    }
-    let mut pool = pool.select(&remaining);
-    // A pool that is an earlier iteration's result.h5 carries that model's predicted labels;
-    // this iteration writes its own.
-    pool.labels = None;
+    let training = training_set(cfg, ctx, &pool.wave)?;
     let earlier: Vec<Value> = match resolve(ctx, cfg, "perf_est_list_path")? {
         Some(p) => serde_json::from_slice(
             &std::fs::read(&p)
@@ -142,59 +155,92 @@ pub(super) fn run_iteration(
         &ctx.progress,
         &log,
     )?;
-    let refs: Vec<&[f64]> = (0..pool.len()).map(|i| pool.row(i)).collect();
+
+    let dir = &ctx.dir;
+    let result_path = dir.join("result.h5");
+    let mut result = ResultWriter::create(&result_path, &pool.wave, Some(pool.len()))
+        .map_err(|e| anyhow!("result.h5: {e}"))?;
+    let exclude: HashSet<String> = training.filenames.iter().cloned().collect();
+    let scan_opts = ScanOptions {
+        batch: cfg.batch_size_predict as usize,
+        chunk_rows: chunk_rows(pool.points()).max(cfg.batch_size_predict as usize),
+        oracle_size: cfg.oracle_batch_size as usize,
+        candidate_classes: cfg
+            .candidate_classes
+            .iter()
+            .filter_map(|c| cfg.class_index(c))
+            .collect(),
+    };
     ctx.progress.start_step("predicting", pool.len() as u64);
     let started = std::time::Instant::now();
-    let pred = active::predict(
+    let mut write_s = 0.0;
+    let scan = scan::scan(
         &trained.cnn,
-        &refs,
-        cfg.batch_size_predict as usize,
+        &pool,
+        &exclude,
+        &scan_opts,
         &ctx.cancel,
+        &ctx.progress,
+        &log,
+        |labels, entropies| {
+            let t = std::time::Instant::now();
+            result.push(labels, entropies)?;
+            write_s += t.elapsed().as_secs_f64();
+            Ok(())
+        },
     )?;
-    ctx.progress.advance(pool.len() as u64);
-    let predict_s = started.elapsed().as_secs_f64();
+    if scan.predicted == 0 {
+        bail!("All data from pool is in training data");
+    }
+    let predict_s = started.elapsed().as_secs_f64() - write_s;
     log(&format!(
-        "predicted {} spectra in {predict_s:.2} s",
-        pool.len()
+        "predicted {} spectra in {predict_s:.2} s ({}/s)",
+        thousands(scan.predicted),
+        thousands((scan.predicted as f64 / predict_s.max(1e-9)) as usize)
     ));
 
-    let candidate_classes: Vec<usize> = cfg
-        .candidate_classes
-        .iter()
-        .filter_map(|c| cfg.class_index(c))
-        .collect();
-    let oracle = selection::oracle_batch(&pred.entropies, cfg.oracle_batch_size as usize);
-    let candidates = selection::candidates(&pred.labels, &candidate_classes);
-    let perf_est =
-        selection::perf_est_sample(&candidates, cfg.perf_est_batch_size as usize, cfg.seed);
+    let candidate_indexes: Vec<usize> = scan.candidates.iter().map(|p| p.index).collect();
+    let perf_est: Vec<Pick> = selection::perf_est_sample(
+        &candidate_indexes,
+        cfg.perf_est_batch_size as usize,
+        cfg.seed,
+    )
+    .into_iter()
+    .filter_map(|i| {
+        let k = scan.candidates.binary_search_by_key(&i, |p| p.index).ok()?;
+        Some(scan.candidates[k])
+    })
+    .collect();
     log(&format!(
         "oracle batch {}, {} candidates, performance-estimation sample {}",
-        oracle.len(),
-        candidates.len(),
+        scan.oracle.len(),
+        thousands(scan.candidates.len()),
         perf_est.len()
     ));
 
-    let dir = &ctx.dir;
-    let to_i64 = |v: &[usize]| v.iter().map(|&i| i as i64).collect::<Vec<i64>>();
-    let result =
-        write_spectra(&dir.join("result.h5"), &pool).map_err(|e| anyhow!("result.h5: {e}"))?;
-    result.add("labels", &to_i64(&pred.labels))?;
-    result.add("entropies", &pred.entropies)?;
-    result.add("oracle_indexes", &to_i64(&oracle))?;
+    let t = std::time::Instant::now();
+    let to_i64 = |v: &[Pick]| v.iter().map(|p| p.index as i64).collect::<Vec<i64>>();
+    result.add("oracle_indexes", &to_i64(&scan.oracle))?;
     result.add("perf_est_indexes", &to_i64(&perf_est))?;
     if cfg.show_candidates {
-        result.add("candidate_indexes", &to_i64(&candidates))?;
+        result.add("candidate_indexes", &to_i64(&scan.candidates))?;
     }
+    result.link(&pool, &scan.runs)?;
     result.finish()?;
     write_spectra(&dir.join("training_data.h5"), &training)
         .and_then(|w| w.finish())
         .map_err(|e| anyhow!("training_data.h5: {e}"))?;
 
-    let mut shown: Vec<usize> = oracle.iter().chain(&perf_est).copied().collect();
+    let mut shown: Vec<(&str, Pick)> = scan.oracle.iter().map(|&p| ("ORACLE", p)).collect();
+    shown.extend(perf_est.iter().map(|&p| ("PERFORMANCE_ESTIMATION", p)));
     if cfg.show_candidates {
-        shown.extend(&candidates);
+        shown.extend(scan.candidates.iter().map(|&p| ("CANDIDATE", p)));
     }
-    write_prep_spectra(dir, &pool, &shown)?;
+    let rows_shown = scan.rows(shown.iter().map(|(_, p)| p.index));
+    let shown_set = pool
+        .select(&rows_shown)
+        .map_err(|e| anyhow!("cannot read the pool {}: {e}", pool_path.display()))?;
+    write_prep_spectra(dir, &shown_set)?;
     match tsne::embed(&rows, cfg.seed) {
         Some(xy) => write_json(
             dir,
@@ -208,53 +254,59 @@ pub(super) fn run_iteration(
         )),
     }
     write_json(dir, "perf_est_list.json", &earlier)?;
-    write_json(
-        dir,
-        "metrics.json",
-        &json!({"loss_per_epoch": trained.report.loss_per_epoch, "epochs_run": trained.report.epochs_run, "best_epoch": trained.report.best_epoch,
-                "best_loss": trained.report.best_loss, "stopped_early": trained.report.stopped_early, "train_s": trained.report.seconds,
-                "predict_s": predict_s, "training_spectra": rows.len(), "pool_spectra": pool.len()}),
-    )?;
     if cfg.save_model {
         trained.cnn.save(&dir.join("model.safetensors"))?;
     }
     write_next_config(cfg, ctx, true)?;
 
-    let class_name = |i: usize| cfg.classes.get(pred.labels[i]).cloned();
     let iteration = cfg.iteration as i32;
-    let mut labellings: Vec<NewLabelling> = Vec::new();
-    let mut add = |set: &str, idx: &[usize]| {
-        labellings.extend(idx.iter().map(|&i| NewLabelling {
-            spectrum_filename: pool.filenames[i].clone(),
+    let labellings: Vec<NewLabelling> = shown
+        .iter()
+        .zip(&shown_set.filenames)
+        .map(|((set, p), name)| NewLabelling {
+            spectrum_filename: name.clone(),
             spectrum_set: set.to_string(),
             sequence_iteration: iteration,
-            model_prediction: class_name(i),
-            entropy: pred.entropies.get(i).copied(),
-        }))
-    };
-    add("ORACLE", &oracle);
-    add("PERFORMANCE_ESTIMATION", &perf_est);
-    if cfg.show_candidates {
-        add("CANDIDATE", &candidates);
-    }
-    write_json(dir, "labellings.json", &labellings)
+            model_prediction: cfg.classes.get(p.label).cloned(),
+            entropy: Some(p.entropy),
+        })
+        .collect();
+    write_json(dir, "labellings.json", &labellings)?;
+    write_s += t.elapsed().as_secs_f64();
+    let written = std::fs::metadata(&result_path).map_or(0, |m| m.len());
+    write_json(
+        dir,
+        "metrics.json",
+        &json!({"loss_per_epoch": trained.report.loss_per_epoch, "epochs_run": trained.report.epochs_run, "best_epoch": trained.report.best_epoch,
+                "best_loss": trained.report.best_loss, "stopped_early": trained.report.stopped_early, "train_s": trained.report.seconds,
+                "predict_s": predict_s, "write_s": write_s, "training_spectra": rows.len(), "pool_spectra": scan.predicted,
+                "result_bytes": written}),
+    )
 }
 
-fn first_iteration(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyhow::Result<()> {
+/// Iteration 0: the oracle batch is the pool's first spectra; nothing else is read.
+fn first_iteration(cfg: &AlConfig, ctx: &JobContext, pool: &PoolFile) -> anyhow::Result<()> {
     let oracle: Vec<usize> = (0..pool.len().min(cfg.oracle_batch_size as usize)).collect();
-    let result =
-        write_spectra(&ctx.dir.join("result.h5"), pool).map_err(|e| anyhow!("result.h5: {e}"))?;
+    let result = ResultWriter::create(&ctx.dir.join("result.h5"), &pool.wave, None)
+        .map_err(|e| anyhow!("result.h5: {e}"))?;
     result.add(
         "oracle_indexes",
         &oracle.iter().map(|&i| i as i64).collect::<Vec<_>>(),
     )?;
+    result.link_all(pool)?;
     result.finish()?;
-    write_prep_spectra(&ctx.dir, pool, &oracle)?;
+    let shown = pool
+        .select(&oracle)
+        .map_err(|e| anyhow!("cannot read the pool {}: {e}", pool.path().display()))?;
+    // The rest of the pool is read, and checked alike, from iteration 1 on.
+    check_finite(&shown, &oracle, "pool", pool.path())?;
+    write_prep_spectra(&ctx.dir, &shown)?;
     write_next_config(cfg, ctx, false)?;
-    let labellings: Vec<NewLabelling> = oracle
+    let labellings: Vec<NewLabelling> = shown
+        .filenames
         .iter()
-        .map(|&i| NewLabelling {
-            spectrum_filename: pool.filenames[i].clone(),
+        .map(|name| NewLabelling {
+            spectrum_filename: name.clone(),
             spectrum_set: "ORACLE".into(),
             sequence_iteration: 0,
             model_prediction: None,
@@ -268,17 +320,15 @@ fn first_iteration(cfg: &AlConfig, ctx: &JobContext, pool: &SpectraSet) -> anyho
     write_json(&ctx.dir, "labellings.json", &labellings)
 }
 
-/// The labelled set: `training_data_path` plus the oracle's answers, whose fluxes come from
-/// `training_data_to_add_path`; a filename seen twice keeps its first row.
-fn write_prep_spectra(dir: &Path, set: &SpectraSet, shown: &[usize]) -> anyhow::Result<()> {
-    let spectra: serde_json::Map<String, Value> = shown
-        .iter()
-        .map(|&i| (set.filenames[i].clone(), json!(set.row(i))))
+/// `prep_spectra.json`: the wave and the fluxes of the spectra the workspace shows.
+fn write_prep_spectra(dir: &Path, shown: &SpectraSet) -> anyhow::Result<()> {
+    let spectra: serde_json::Map<String, Value> = (0..shown.len())
+        .map(|i| (shown.filenames[i].clone(), json!(shown.row(i))))
         .collect();
     write_json(
         dir,
         "prep_spectra.json",
-        &json!({"wave": set.wave, "spectra": spectra}),
+        &json!({"wave": shown.wave, "spectra": spectra}),
     )
 }
 

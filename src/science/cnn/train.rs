@@ -121,7 +121,7 @@ pub(super) enum Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    fn new(cnn: &'a Cnn, opts: &TrainOptions) -> candle_core::Result<Engine<'a>> {
+    pub(super) fn new(cnn: &'a Cnn, opts: &TrainOptions) -> candle_core::Result<Engine<'a>> {
         Ok(if cnn.device.is_cpu() {
             let net = cpu::CpuNet::from_cnn(cnn)?;
             Engine::Cpu {
@@ -131,16 +131,22 @@ impl<'a> Engine<'a> {
                 net,
             }
         } else {
-            Engine::Candle {
-                cnn,
-                adam: Adam::new(cnn, opts.learning_rate)?,
-                best: cnn.snapshot()?,
-            }
+            Engine::candle(cnn, opts)?
+        })
+    }
+
+    /// Candle's autograd and the tensor Adam, on any device (the CPU too, where the tests
+    /// hold it to the hand-written engine).
+    pub(super) fn candle(cnn: &'a Cnn, opts: &TrainOptions) -> candle_core::Result<Engine<'a>> {
+        Ok(Engine::Candle {
+            cnn,
+            adam: Adam::new(cnn, opts.learning_rate)?,
+            best: cnn.snapshot()?,
         })
     }
 
     /// One optimiser step on a batch; returns its mean loss.
-    fn step(
+    pub(super) fn step(
         &mut self,
         rows: &[&[f64]],
         labels: &[usize],
@@ -166,7 +172,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn keep_best(&mut self) -> candle_core::Result<()> {
+    pub(super) fn keep_best(&mut self) -> candle_core::Result<()> {
         match self {
             Engine::Cpu { net, best, .. } => {
                 for (dst, src) in best.0.iter_mut().zip(&net.w) {
@@ -182,7 +188,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Puts the best epoch's weights into `cnn`.
-    fn restore_best(self, cnn: &Cnn) -> candle_core::Result<()> {
+    pub(super) fn restore_best(self, cnn: &Cnn) -> candle_core::Result<()> {
         match self {
             Engine::Cpu { mut net, best, .. } => {
                 (net.w, net.b) = best;

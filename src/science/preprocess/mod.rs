@@ -7,7 +7,7 @@
 //! resamples a batch on every core, and a writer thread appends it to the HDF5 file while the
 //! next batch is computed. Memory holds a few batches, whatever the number of files.
 
-mod resample;
+pub mod resample;
 mod walk;
 
 pub use resample::{Row, interp, linspace, minmax_scale, resample};

@@ -1,0 +1,364 @@
+//! A survey-sized pool file predicted chunk by chunk, in flat memory: one thread reads the
+//! next chunk while this one predicts, and only what goes to the researcher is kept (the
+//! oracle batch, the candidates), each chunk's labels and entropies going straight out.
+
+use std::{
+    collections::{BinaryHeap, HashSet},
+    hash::{Hash, Hasher},
+    ops::Range,
+    time::{Duration, Instant},
+};
+
+use ndarray::Array2;
+
+use super::{
+    Cancel, Progress,
+    active::argmax,
+    cnn::{self, Cnn, CnnError},
+    pool::PoolFile,
+};
+
+/// How [`scan`] reads and ranks a pool.
+pub struct ScanOptions {
+    /// Spectra per inference batch.
+    pub batch: usize,
+    /// Pool rows read at once ([`super::pool::chunk_rows`] unless a test wants small ones).
+    pub chunk_rows: usize,
+    /// Size of the oracle batch.
+    pub oracle_size: usize,
+    /// Class indexes whose predictions are candidates.
+    pub candidate_classes: Vec<usize>,
+}
+
+/// A spectrum the scan keeps for the researcher: its index among the predicted spectra.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pick {
+    pub index: usize,
+    pub label: usize,
+    pub entropy: f64,
+}
+
+/// Ordered so that the heap's top is the pick to drop first: lowest entropy, then (among
+/// equal entropies) the highest index, as [`super::selection::oracle_batch`] ranks them.
+struct Worst(Pick);
+
+impl PartialEq for Worst {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+impl Eq for Worst {}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Worst {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .0
+            .entropy
+            .total_cmp(&self.0.entropy)
+            .then(self.0.index.cmp(&other.0.index))
+    }
+}
+
+/// What one pass over a pool found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Pool rows predicted (the rest were training spectra or repeated names), in order.
+    pub runs: Vec<Range<usize>>,
+    /// Spectra predicted; the indexes below count them from 0.
+    pub predicted: usize,
+    /// The oracle batch, most uncertain first.
+    pub oracle: Vec<Pick>,
+    /// Every spectrum predicted as a candidate class, in order.
+    pub candidates: Vec<Pick>,
+}
+
+impl Scan {
+    /// The pool rows of predicted spectra `indexes`.
+    pub fn rows(&self, indexes: impl Iterator<Item = usize>) -> Vec<usize> {
+        // Index of the first spectrum of each run.
+        let firsts: Vec<usize> = self
+            .runs
+            .iter()
+            .scan(0, |before, r| {
+                let first = *before;
+                *before += r.len();
+                Some(first)
+            })
+            .collect();
+        indexes
+            .map(|i| {
+                let k = firsts.partition_point(|&f| f <= i) - 1;
+                self.runs[k].start + i - firsts[k]
+            })
+            .collect()
+    }
+}
+
+/// Predicts every spectrum of `pool` except those named in `exclude` (and later rows of a
+/// name seen before), a chunk at a time: one thread reads the next chunk while this one
+/// predicts, and `sink` receives each chunk's labels and entropies as they are ready. Only
+/// the oracle batch and the candidates are kept. Progress counts pool rows.
+#[allow(clippy::too_many_arguments)]
+pub fn scan(
+    cnn: &Cnn,
+    pool: &PoolFile,
+    exclude: &HashSet<String>,
+    opts: &ScanOptions,
+    cancel: &Cancel,
+    progress: &Progress,
+    log: &(dyn Fn(&str) + Sync),
+    mut sink: impl FnMut(&[i64], &[f64]) -> anyhow::Result<()>,
+) -> anyhow::Result<Scan> {
+    let batch = if cnn.device().is_cpu() {
+        // Large CPU batches only cost memory and cache (candle-cpu.md: ~256 is fastest).
+        opts.batch.min(256)
+    } else {
+        opts.batch
+    };
+    let chunk = opts.chunk_rows.max(1);
+    let n = pool.len();
+    let mut out = Scan::default();
+    let mut oracle: BinaryHeap<Worst> = BinaryHeap::with_capacity(opts.oracle_size + 1);
+    // Names seen, as 64-bit hashes: 8 bytes a spectrum rather than the name itself.
+    let mut seen: HashSet<u64> = HashSet::new();
+    let started = Instant::now();
+    let mut last_line = started;
+    std::thread::scope(|threads| -> anyhow::Result<()> {
+        type Read = hdf5::Result<(usize, Vec<String>, Array2<f64>)>;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Read>(1);
+        threads.spawn(move || {
+            for start in (0..n).step_by(chunk) {
+                let end = (start + chunk).min(n);
+                let read = pool
+                    .names(start..end)
+                    .and_then(|names| Ok((start, names, pool.fluxes(start..end)?)));
+                if tx.send(read).is_err() {
+                    break;
+                }
+            }
+        });
+        for read in rx {
+            if cancel.is_cancelled() {
+                return Err(CnnError::Cancelled.into());
+            }
+            let (start, names, fluxes) = read.map_err(|e| {
+                anyhow::anyhow!("cannot read the pool {}: {e}", pool.path().display())
+            })?;
+            let mut kept: Vec<&[f64]> = Vec::with_capacity(names.len());
+            for (i, name) in names.iter().enumerate() {
+                let mut h = std::hash::DefaultHasher::new();
+                name.hash(&mut h);
+                if exclude.contains(name) || !seen.insert(h.finish()) {
+                    continue;
+                }
+                let row = fluxes.row(i).to_slice().unwrap_or(&[]);
+                if let Some(bad) =
+                    Some(row.iter().filter(|v| !v.is_finite()).count()).filter(|&b| b > 0)
+                {
+                    anyhow::bail!(
+                        "the pool {} has non-finite fluxes: spectrum {name} (row {}) holds {bad} NaN or infinite values; preprocess it again",
+                        pool.path().display(),
+                        start + i
+                    );
+                }
+                match out.runs.last_mut() {
+                    Some(r) if r.end == start + i => r.end += 1,
+                    _ => out.runs.push(start + i..start + i + 1),
+                }
+                kept.push(row);
+            }
+            let probabilities = cnn.predict(&kept, batch, cancel)?;
+            let labels: Vec<usize> = probabilities.iter().map(|p| argmax(p)).collect();
+            let entropies: Vec<f64> = probabilities.iter().map(|p| cnn::entropy(p)).collect();
+            sink(
+                &labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+                &entropies,
+            )?;
+            for (k, (&label, &entropy)) in labels.iter().zip(&entropies).enumerate() {
+                let pick = Pick {
+                    index: out.predicted + k,
+                    label,
+                    entropy,
+                };
+                if opts.candidate_classes.contains(&label) {
+                    out.candidates.push(pick);
+                }
+                let full = oracle.len() >= opts.oracle_size;
+                if full && oracle.peek().is_none_or(|top| Worst(pick) > *top) {
+                    continue;
+                }
+                oracle.push(Worst(pick));
+                if oracle.len() > opts.oracle_size {
+                    oracle.pop();
+                }
+            }
+            out.predicted += labels.len();
+            progress.advance(names.len() as u64);
+            if last_line.elapsed() >= Duration::from_secs(10) {
+                last_line = Instant::now();
+                log(&rate_line(start + names.len(), n, started.elapsed()));
+            }
+        }
+        Ok(())
+    })?;
+    out.oracle = oracle.into_sorted_vec().into_iter().map(|w| w.0).collect();
+    Ok(out)
+}
+
+/// "predicting: 1,200,000 of 4,100,000 pool spectra (41,000/s, about 71 s left)".
+pub fn rate_line(done: usize, total: usize, elapsed: Duration) -> String {
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+    let left = (total - done.min(total)) as f64 / rate.max(1e-9);
+    format!(
+        "predicting: {} of {} pool spectra ({}/s, about {:.0} s left)",
+        thousands(done),
+        thousands(total),
+        thousands(rate as usize),
+        left
+    )
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::science::{
+        active::predict,
+        h5::{SpectraWriter, read_spectra},
+        selection,
+    };
+
+    #[test]
+    fn a_pool_read_in_chunks_ranks_as_the_whole_pool_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.h5");
+        let points = 64;
+        let wave: Vec<f64> = (0..points).map(|i| 6500.0 + i as f64).collect();
+        let mut w = SpectraWriter::create(&path, &wave).unwrap();
+        let name = |i: usize| format!("spec-{}.fits", if i == 150 { 10 } else { i });
+        for i in 0..203 {
+            let row: Vec<f64> = (0..points)
+                .map(|p| ((p * (1 + i % 5)) as f64 / 9.0).sin() * (i as f64 / 203.0))
+                .collect();
+            w.push(&name(i), &row).unwrap();
+        }
+        w.finish().unwrap();
+        let cnn = Cnn::new(points, 3, &Device::Cpu, 4).unwrap();
+        let exclude: HashSet<String> = [name(3), name(120)].into_iter().collect();
+
+        let whole = read_spectra(&path).unwrap();
+        let mut seen = HashSet::new();
+        let kept: Vec<usize> = (0..whole.len())
+            .filter(|&i| !exclude.contains(&whole.filenames[i]) && seen.insert(&whole.filenames[i]))
+            .collect();
+        assert_eq!(kept.len(), 203 - 3);
+        let refs: Vec<&[f64]> = kept.iter().map(|&i| whole.row(i)).collect();
+        let expected = predict(&cnn, &refs, 256, &Cancel::new()).unwrap();
+        let oracle = selection::oracle_batch(&expected.entropies, 20);
+        let candidates = selection::candidates(&expected.labels, &[1, 2]);
+
+        let pool = PoolFile::open(&path).unwrap();
+        for chunk in [7, 203, 1000] {
+            let (mut labels, mut entropies) = (Vec::new(), Vec::new());
+            let opts = ScanOptions {
+                batch: 16_384,
+                chunk_rows: chunk,
+                oracle_size: 20,
+                candidate_classes: vec![1, 2],
+            };
+            let progress = Progress::new();
+            let scan = scan(
+                &cnn,
+                &pool,
+                &exclude,
+                &opts,
+                &Cancel::new(),
+                &progress,
+                &|_| {},
+                |l, e| {
+                    labels.extend(l.iter().map(|&l| l as usize));
+                    entropies.extend_from_slice(e);
+                    Ok(())
+                },
+            )
+            .unwrap();
+            assert_eq!(labels, expected.labels, "chunks of {chunk}");
+            assert_eq!(entropies, expected.entropies, "chunks of {chunk}");
+            assert_eq!(
+                scan.oracle.iter().map(|p| p.index).collect::<Vec<_>>(),
+                oracle
+            );
+            assert_eq!(
+                scan.candidates.iter().map(|p| p.index).collect::<Vec<_>>(),
+                candidates
+            );
+            assert_eq!(scan.predicted, kept.len());
+            assert_eq!(scan.rows(0..kept.len()), kept);
+            assert_eq!(progress.snapshot().1, 203);
+        }
+    }
+
+    #[test]
+    fn a_scan_stops_when_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pool.h5");
+        let mut w = SpectraWriter::create(&path, &[0.0; 32]).unwrap();
+        for i in 0..100 {
+            w.push(&format!("s{i}"), &[0.5; 32]).unwrap();
+        }
+        w.finish().unwrap();
+        let cnn = Cnn::new(32, 3, &Device::Cpu, 1).unwrap();
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let opts = ScanOptions {
+            batch: 8,
+            chunk_rows: 10,
+            oracle_size: 5,
+            candidate_classes: vec![],
+        };
+        let pool = PoolFile::open(&path).unwrap();
+        let err = scan(
+            &cnn,
+            &pool,
+            &HashSet::new(),
+            &opts,
+            &cancel,
+            &Progress::new(),
+            &|_| {},
+            |_, _| Ok(()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err.downcast_ref::<CnnError>(), Some(CnnError::Cancelled)),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rates_read_as_people_write_them() {
+        assert_eq!(thousands(4_100_000), "4,100,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(
+            rate_line(1_000_000, 4_000_000, Duration::from_secs(25)),
+            "predicting: 1,000,000 of 4,000,000 pool spectra (40,000/s, about 75 s left)"
+        );
+    }
+}
