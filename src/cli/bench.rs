@@ -81,7 +81,24 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.work.display()))?;
     let work = std::path::absolute(&args.work)?;
     let exe = std::env::current_exe()?;
-    let mut rows = Vec::new();
+    // Each row as soon as it is measured: a long run stopped half-way keeps what it found.
+    let mut table = Vec::new();
+    table.push(format!(
+        "{:>9} {:>6} {:>8} {:>8} {:>9} {:>8} {:>12} {:>10} {:>11} {:>8} {:>12} {:>7}",
+        "pool",
+        "points",
+        "wall s",
+        "train s",
+        "predict s",
+        "write s",
+        "predicted/s",
+        "peak RSS",
+        "written",
+        "B/spec",
+        "keras/s",
+        "ratio"
+    ));
+    println!("{}", table[0]);
     for &points in &args.points {
         for &n in &args.sizes {
             let pool = ensure_pool(&work, n, points)?;
@@ -99,45 +116,33 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
                 Some(py) => Some(keras(py, &pool, &work)?),
                 None => None,
             };
-            rows.push((n, points, m, keras));
+            let row = format_row(n, points, &m, keras);
+            println!("{row}");
+            table.push(row);
         }
     }
-    println!();
-    println!(
-        "{:>9} {:>6} {:>8} {:>8} {:>9} {:>8} {:>12} {:>10} {:>11} {:>8} {:>12} {:>7}",
-        "pool",
-        "points",
-        "wall s",
-        "train s",
-        "predict s",
-        "write s",
-        "predicted/s",
-        "peak RSS",
-        "written",
-        "B/spec",
-        "keras/s",
-        "ratio"
-    );
-    for (n, points, m, keras) in &rows {
-        let get = |k: &str| m.metrics[k].as_f64().unwrap_or(f64::NAN);
-        let rate = get("pool_spectra") / get("predict_s");
-        println!(
-            "{:>9} {:>6} {:>8.1} {:>8.1} {:>9.1} {:>8.2} {:>12} {:>6} MiB {:>7} KiB {:>8.1} {:>12} {:>7}",
-            thousands(*n),
-            points,
-            m.wall_s,
-            get("train_s"),
-            get("predict_s"),
-            get("write_s"),
-            thousands(rate as usize),
-            m.peak_rss >> 20,
-            m.bytes_written >> 10,
-            m.bytes_written as f64 / *n as f64,
-            keras.map_or("-".into(), |k| thousands(k as usize)),
-            keras.map_or("-".into(), |k| format!("{:.2}×", rate / k)),
-        );
-    }
+    println!("\n{}", table.join("\n"));
     Ok(())
+}
+
+fn format_row(n: usize, points: usize, m: &Measured, keras: Option<f64>) -> String {
+    let get = |k: &str| m.metrics[k].as_f64().unwrap_or(f64::NAN);
+    let rate = get("pool_spectra") / get("predict_s");
+    format!(
+        "{:>9} {:>6} {:>8.1} {:>8.1} {:>9.1} {:>8.2} {:>12} {:>6} MiB {:>7} KiB {:>8.1} {:>12} {:>7}",
+        thousands(n),
+        points,
+        m.wall_s,
+        get("train_s"),
+        get("predict_s"),
+        get("write_s"),
+        thousands(rate as usize),
+        m.peak_rss >> 20,
+        m.bytes_written >> 10,
+        m.bytes_written as f64 / n as f64,
+        keras.map_or("-".into(), |k| thousands(k as usize)),
+        keras.map_or("-".into(), |k| format!("{:.2}×", rate / k)),
+    )
 }
 
 /// `work/pool-N-P/result.h5`, written once (a marker file says it is complete).

@@ -10,6 +10,7 @@ use std::{
 };
 
 use ndarray::Array2;
+use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::{
     Cancel, Progress,
@@ -28,6 +29,11 @@ pub struct ScanOptions {
     pub oracle_size: usize,
     /// Class indexes whose predictions are candidates.
     pub candidate_classes: Vec<usize>,
+    /// Keep every candidate (for `show_candidates`); otherwise only count them.
+    pub keep_candidates: bool,
+    /// Size and seed of the uniform sample among the candidates (performance estimation).
+    pub sample: usize,
+    pub seed: u64,
 }
 
 /// A spectrum the scan keeps for the researcher: its index among the predicted spectra.
@@ -72,8 +78,12 @@ pub struct Scan {
     pub predicted: usize,
     /// The oracle batch, most uncertain first.
     pub oracle: Vec<Pick>,
-    /// Every spectrum predicted as a candidate class, in order.
+    /// Every spectrum predicted as a candidate class, in order, when asked to keep them.
     pub candidates: Vec<Pick>,
+    /// How many spectra were predicted as a candidate class.
+    pub candidate_count: usize,
+    /// `min(sample, candidate_count)` candidates drawn uniformly (reservoir), in order.
+    pub sample: Vec<Pick>,
 }
 
 impl Scan {
@@ -123,8 +133,11 @@ pub fn scan(
     let n = pool.len();
     let mut out = Scan::default();
     let mut oracle: BinaryHeap<Worst> = BinaryHeap::with_capacity(opts.oracle_size + 1);
-    // Names seen, as 64-bit hashes: 8 bytes a spectrum rather than the name itself.
+    // Names that occur more than once (rare), and which of those were seen: a row of such a
+    // name after its first is left out.
+    let repeated = repeated_names(pool)?;
     let mut seen: HashSet<u64> = HashSet::new();
+    let mut rng = StdRng::seed_from_u64(opts.seed);
     let started = Instant::now();
     let mut last_line = started;
     std::thread::scope(|threads| -> anyhow::Result<()> {
@@ -150,9 +163,8 @@ pub fn scan(
             })?;
             let mut kept: Vec<&[f64]> = Vec::with_capacity(names.len());
             for (i, name) in names.iter().enumerate() {
-                let mut h = std::hash::DefaultHasher::new();
-                name.hash(&mut h);
-                if exclude.contains(name) || !seen.insert(h.finish()) {
+                let h = name_hash(name);
+                if exclude.contains(name) || (repeated.contains(&h) && !seen.insert(h)) {
                     continue;
                 }
                 let row = fluxes.row(i).to_slice().unwrap_or(&[]);
@@ -185,7 +197,19 @@ pub fn scan(
                     entropy,
                 };
                 if opts.candidate_classes.contains(&label) {
-                    out.candidates.push(pick);
+                    out.candidate_count += 1;
+                    if opts.keep_candidates {
+                        out.candidates.push(pick);
+                    }
+                    // Algorithm R: the k-th candidate replaces a random one with chance s/k.
+                    if out.sample.len() < opts.sample {
+                        out.sample.push(pick);
+                    } else {
+                        let j = rng.random_range(0..out.candidate_count);
+                        if j < opts.sample {
+                            out.sample[j] = pick;
+                        }
+                    }
                 }
                 let full = oracle.len() >= opts.oracle_size;
                 if full && oracle.peek().is_none_or(|top| Worst(pick) > *top) {
@@ -206,7 +230,32 @@ pub fn scan(
         Ok(())
     })?;
     out.oracle = oracle.into_sorted_vec().into_iter().map(|w| w.0).collect();
+    out.sample.sort_by_key(|p| p.index);
     Ok(out)
+}
+
+fn name_hash(name: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+/// Hashes of the names that occur more than once in `pool`, from one pass over the names
+/// alone (8 bytes a spectrum while it runs, nothing kept but the repeats).
+fn repeated_names(pool: &PoolFile) -> anyhow::Result<HashSet<u64>> {
+    let mut hashes = Vec::with_capacity(pool.len());
+    for start in (0..pool.len()).step_by(65_536) {
+        let names = pool
+            .names(start..(start + 65_536).min(pool.len()))
+            .map_err(|e| anyhow::anyhow!("cannot read the pool {}: {e}", pool.path().display()))?;
+        hashes.extend(names.iter().map(|n| name_hash(n)));
+    }
+    hashes.sort_unstable();
+    Ok(hashes
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect())
 }
 
 /// "predicting: 1,200,000 of 4,100,000 pool spectra (41,000/s, about 71 s left)".
@@ -283,6 +332,9 @@ mod tests {
                 chunk_rows: chunk,
                 oracle_size: 20,
                 candidate_classes: vec![1, 2],
+                keep_candidates: true,
+                sample: 5,
+                seed: 3,
             };
             let progress = Progress::new();
             let scan = scan(
@@ -311,6 +363,10 @@ mod tests {
                 candidates
             );
             assert_eq!(scan.predicted, kept.len());
+            assert_eq!(scan.candidate_count, candidates.len());
+            assert_eq!(scan.sample.len(), 5);
+            assert!(scan.sample.windows(2).all(|w| w[0].index < w[1].index));
+            assert!(scan.sample.iter().all(|p| candidates.contains(&p.index)));
             assert_eq!(scan.rows(0..kept.len()), kept);
             assert_eq!(progress.snapshot().1, 203);
         }
@@ -333,6 +389,9 @@ mod tests {
             chunk_rows: 10,
             oracle_size: 5,
             candidate_classes: vec![],
+            keep_candidates: false,
+            sample: 0,
+            seed: 0,
         };
         let pool = PoolFile::open(&path).unwrap();
         let err = scan(

@@ -18,6 +18,7 @@ crate::on_both_backends!(
     every_status_of_the_labellings_table,
     a_labelled_iteration_continues_into_the_next,
     abort_during_training_stops_within_a_second_and_frees_the_gpu_slot,
+    abort_during_prediction_stops_within_a_second,
 );
 
 fn fixtures() -> PathBuf {
@@ -603,19 +604,79 @@ async fn abort_during_training_stops_within_a_second_and_frees_the_gpu_slot(b: B
         "QUEUED",
         "the second GPU job waits for the slot"
     );
-    assert_eq!(
-        app.post(&format!("/api/jobs/{jid}/process/ABORT"))
-            .await
-            .status(),
-        202
-    );
-    let aborted = Instant::now();
     // Training stops within a second of the ABORT.
-    app.wait_log(&jid, "result discarded", Duration::from_secs(1))
-        .await;
-    eprintln!("training stopped {:?} after ABORT", aborted.elapsed());
+    abort_within_a_second(&app, &jid, "training").await;
     app.wait_phase(&id(&waiting), "COMPLETED", Duration::from_secs(60))
         .await;
+}
+
+/// ABORTs job `jid` and waits at most a second for it to stop (`what` names the stage).
+async fn abort_within_a_second(app: &TestApp, jid: &str, what: &str) {
+    let status = app
+        .post(&format!("/api/jobs/{jid}/process/ABORT"))
+        .await
+        .status();
+    assert_eq!(status, 202);
+    let aborted = Instant::now();
+    app.wait_log(jid, "result discarded", Duration::from_secs(1))
+        .await;
+    eprintln!("{what} stopped {:?} after ABORT", aborted.elapsed());
+}
+
+/// A 20,000-spectrum demo pool at 140 points takes far longer to predict here than the test
+/// waits: the ABORT right after training lands during prediction.
+async fn abort_during_prediction_stops_within_a_second(b: Backend) {
+    use mljm::science::{Cancel, Progress, demo};
+    let app = spawn_app(b).await;
+    let dir = app.data_dir.join("files/big");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut answers: Vec<(String, usize)> = Vec::new();
+    demo::write_pool(
+        &dir.join("pool.h5"),
+        20_000,
+        140,
+        1,
+        &Cancel::new(),
+        &Progress::new(),
+        |name, class| {
+            if answers.len() < 30 {
+                answers.push((
+                    name.to_string(),
+                    demo::CLASSES.iter().position(|c| *c == class).unwrap(),
+                ));
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    let (names, labels): (Vec<String>, Vec<usize>) = answers.into_iter().unzip();
+    std::fs::write(
+        dir.join("oracle.json"),
+        json!({"filenames": names, "labels": labels}).to_string(),
+    )
+    .unwrap();
+    let mut cfg = al_config(1);
+    cfg["pool_data_path"] = json!("/big/pool.h5");
+    cfg["training_data_to_add_path"] = json!("/big/pool.h5");
+    cfg["oracle_data_to_add_path"] = json!("/big/oracle.json");
+    cfg["epochs_train"] = json!(1);
+    let job = create_al(&app, &cfg).await;
+    let jid = id(&job);
+    app.run(&jid).await;
+    app.wait_log(&jid, "trained 1 epochs", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        app.job(&jid).await["phase"],
+        "PROCESSING",
+        "still predicting"
+    );
+    abort_within_a_second(&app, &jid, "prediction").await;
+    assert_eq!(app.job(&jid).await["phase"], "ABORTED");
+    let log = app.log(&jid).await;
+    assert!(
+        !log.contains("predicted 19,970"),
+        "prediction finished before the ABORT: {log}"
+    );
 }
 
 #[test]

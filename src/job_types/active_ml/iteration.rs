@@ -19,7 +19,7 @@ use crate::{
         h5::{SpectraSet, read_spectra, write_spectra},
         pool::{PoolFile, ResultWriter, chunk_rows},
         scan::{self, Pick, ScanOptions, thousands},
-        selection, tsne,
+        tsne,
     },
 };
 
@@ -170,6 +170,9 @@ pub(super) fn run_iteration(
             .iter()
             .filter_map(|c| cfg.class_index(c))
             .collect(),
+        keep_candidates: cfg.show_candidates,
+        sample: cfg.perf_est_batch_size as usize,
+        seed: cfg.seed,
     };
     ctx.progress.start_step("predicting", pool.len() as u64);
     let started = std::time::Instant::now();
@@ -199,29 +202,18 @@ pub(super) fn run_iteration(
         thousands((scan.predicted as f64 / predict_s.max(1e-9)) as usize)
     ));
 
-    let candidate_indexes: Vec<usize> = scan.candidates.iter().map(|p| p.index).collect();
-    let perf_est: Vec<Pick> = selection::perf_est_sample(
-        &candidate_indexes,
-        cfg.perf_est_batch_size as usize,
-        cfg.seed,
-    )
-    .into_iter()
-    .filter_map(|i| {
-        let k = scan.candidates.binary_search_by_key(&i, |p| p.index).ok()?;
-        Some(scan.candidates[k])
-    })
-    .collect();
+    let perf_est = &scan.sample;
     log(&format!(
         "oracle batch {}, {} candidates, performance-estimation sample {}",
         scan.oracle.len(),
-        thousands(scan.candidates.len()),
+        thousands(scan.candidate_count),
         perf_est.len()
     ));
 
     let t = std::time::Instant::now();
     let to_i64 = |v: &[Pick]| v.iter().map(|p| p.index as i64).collect::<Vec<i64>>();
     result.add("oracle_indexes", &to_i64(&scan.oracle))?;
-    result.add("perf_est_indexes", &to_i64(&perf_est))?;
+    result.add("perf_est_indexes", &to_i64(perf_est))?;
     if cfg.show_candidates {
         result.add("candidate_indexes", &to_i64(&scan.candidates))?;
     }

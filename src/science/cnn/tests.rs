@@ -158,34 +158,20 @@ fn the_candle_engine_agrees_with_the_cpu_engine_step_for_step() {
     candle.keep_best().unwrap();
     cpu.restore_best(&a).unwrap();
     candle.restore_best(&b).unwrap();
+    let max_diff = |x: &Tensor, y: &Tensor| -> f32 {
+        (x - y)
+            .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+            .unwrap()
+    };
     let mut worst = 0f32;
     for ((_, wa, ba), (_, wb, bb)) in a.params.iter().zip(&b.params) {
         for (x, y) in [(wa, wb), (ba, bb)] {
-            let d = (x.as_tensor() - y.as_tensor())
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            worst = worst.max(d);
+            worst = worst.max(max_diff(x.as_tensor(), y.as_tensor()));
         }
     }
     assert!(worst < 2e-4, "weights differ by up to {worst}");
     // And the weights moved: 8 steps at 1e-3 shift some by about 1e-3 each.
     let fresh = Cnn::new(points, classes, &Device::Cpu, 9).unwrap();
-    let moved = (a.params[8].1.as_tensor() - fresh.params[8].1.as_tensor())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let moved = max_diff(a.params[8].1.as_tensor(), fresh.params[8].1.as_tensor());
     assert!(moved > 1e-3, "training moved the output weights by {moved}");
 }
