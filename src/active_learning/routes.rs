@@ -2,12 +2,11 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::chain::ChainEntry;
 use crate::{
     error::{ApiError, Body as Error},
-    jobs::model::JobView,
+    jobs::{model::JobView, routes::JobId},
     state::AppState,
 };
 
@@ -19,13 +18,6 @@ pub struct Api;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/jobs/{job_id}/continue").route(web::post().to(continue_job)))
         .service(web::resource("/jobs/{job_id}/chain").route(web::get().to(chain)));
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Path)]
-struct JobId {
-    /// An ACTIVE_ML iteration's job id.
-    job_id: Uuid,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

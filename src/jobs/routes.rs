@@ -231,12 +231,12 @@ async fn read_submit_form(
     Ok((config, name))
 }
 
-/// `{job_id}`.
+/// `{job_id}`, for every `/api/jobs/{job_id}/…` handler.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
-struct JobId {
+pub(crate) struct JobId {
     /// The job's id.
-    job_id: Uuid,
+    pub(crate) job_id: Uuid,
 }
 
 /// `{job_id}/process/{action}`.

@@ -41,17 +41,21 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-/// The `i`-th spectrum of the survey made with `seed`.
-pub fn synthetic(seed: u64, i: usize) -> Synthetic {
-    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64);
-    let u: f64 = rng.random();
-    let class = if u < CLASS_SHARE[0] {
+/// The class a uniform draw `u` in [0, 1) falls in, by [`CLASS_SHARE`].
+fn class_of(u: f64) -> usize {
+    if u < CLASS_SHARE[0] {
         0
     } else if u < CLASS_SHARE[0] + CLASS_SHARE[1] {
         1
     } else {
         2
-    };
+    }
+}
+
+/// The `i`-th spectrum of the survey made with `seed`.
+pub fn synthetic(seed: u64, i: usize) -> Synthetic {
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64);
+    let class = class_of(rng.random());
     let wave: Vec<f64> = (0..PIXELS)
         .map(|p| 10f64.powf(3.5682 + 1e-4 * p as f64))
         .collect();
@@ -217,15 +221,7 @@ pub const POOL_WAVE: (f64, f64) = (6519.0, 6732.0);
 /// without the FITS round trip (a few microseconds a spectrum). Returns its name and class.
 pub fn pool_row(seed: u64, i: usize, grid: &[f64], out: &mut [f64]) -> (String, usize) {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ i as u64);
-    let u: f64 = rng.random();
-    let class = CLASS_SHARE
-        .iter()
-        .scan(0.0, |acc, share| {
-            *acc += share;
-            Some(*acc)
-        })
-        .position(|edge| u < edge)
-        .unwrap_or(0);
+    let class = class_of(rng.random());
     let slope = rng.random_range(-0.3..0.3) / 200.0;
     let (d, width) = (0.4 * rng.random::<f64>(), rng.random_range(3.0..10.0));
     let (amp, sep, ratio) = (

@@ -294,25 +294,14 @@ pub fn read_spectra(path: &Path) -> hdf5::Result<SpectraSet> {
 /// The first `n` rows of a spectra file and its row count, without reading the rest (a
 /// page's sample of a survey-sized `result.h5`).
 pub fn read_head(path: &Path, n: usize) -> hdf5::Result<(usize, SpectraSet)> {
-    let file = File::open(path)?;
-    let names = file.dataset("filenames")?;
-    let total = names.shape().first().copied().unwrap_or(0);
-    let n = n.min(total);
-    let filenames = names
-        .read_slice_1d::<VarLenUnicode, _>(ndarray::s![0..n])?
-        .iter()
-        .map(|s| s.as_str().to_string())
-        .collect();
-    let wave = file.dataset("wave")?.read_raw::<f64>()?;
-    let fluxes = file
-        .dataset("fluxes")?
-        .read_slice_2d::<f64, _>(ndarray::s![0..n, ..])?;
+    let pool = super::pool::PoolFile::open(path)?;
+    let n = n.min(pool.len());
     Ok((
-        total,
+        pool.len(),
         SpectraSet {
-            filenames,
-            wave,
-            fluxes,
+            filenames: pool.names(0..n)?,
+            fluxes: pool.fluxes(0..n)?,
+            wave: pool.wave.clone(),
             labels: None,
         },
     ))

@@ -80,19 +80,11 @@ impl Progress {
     pub fn pace(&self) -> Option<String> {
         let started = self.0.step.lock().ok()?.1?;
         let (_, done, total) = self.snapshot();
-        let seconds = started.elapsed().as_secs_f64();
-        if seconds < 1.0 || done == 0 {
+        let elapsed = started.elapsed();
+        if elapsed.as_secs_f64() < 1.0 || done == 0 {
             return None;
         }
-        let rate = done as f64 / seconds;
-        let mut text = format!("{}/s", scan::thousands(rate as usize));
-        if total > done {
-            text.push_str(&format!(
-                ", about {:.0} s left",
-                (total - done) as f64 / rate
-            ));
-        }
-        Some(text)
+        Some(scan::pace(done, total, elapsed))
     }
 
     /// (step, done, total)

@@ -149,6 +149,25 @@ impl PoolFile {
     }
 }
 
+/// Refuses a spectrum with a NaN or infinite flux (it would silently poison every
+/// prediction), naming the file (`what` says which), the spectrum and its row there.
+pub fn refuse_non_finite(
+    what: &str,
+    path: &Path,
+    name: &str,
+    row: usize,
+    fluxes: &[f64],
+) -> anyhow::Result<()> {
+    let bad = fluxes.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        anyhow::bail!(
+            "the {what} {} has non-finite fluxes: spectrum {name} (row {row}) holds {bad} NaN or infinite values; preprocess it again",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// The attribute of a linked `fluxes` that names its pool, relative to the file's folder.
 const POOL_FILE: &str = "pool_file";
 

@@ -16,7 +16,7 @@ use super::{
     Cancel, Progress,
     active::argmax,
     cnn::{self, Cnn, CnnError},
-    pool::PoolFile,
+    pool::{PoolFile, refuse_non_finite},
 };
 
 /// How [`scan`] reads and ranks a pool.
@@ -163,20 +163,16 @@ pub fn scan(
             })?;
             let mut kept: Vec<&[f64]> = Vec::with_capacity(names.len());
             for (i, name) in names.iter().enumerate() {
-                let h = name_hash(name);
-                if exclude.contains(name) || (repeated.contains(&h) && !seen.insert(h)) {
+                if exclude.contains(name)
+                    || (!repeated.is_empty() && {
+                        let h = name_hash(name);
+                        repeated.contains(&h) && !seen.insert(h)
+                    })
+                {
                     continue;
                 }
                 let row = fluxes.row(i).to_slice().unwrap_or(&[]);
-                if let Some(bad) =
-                    Some(row.iter().filter(|v| !v.is_finite()).count()).filter(|&b| b > 0)
-                {
-                    anyhow::bail!(
-                        "the pool {} has non-finite fluxes: spectrum {name} (row {}) holds {bad} NaN or infinite values; preprocess it again",
-                        pool.path().display(),
-                        start + i
-                    );
-                }
+                refuse_non_finite("pool", pool.path(), name, start + i, row)?;
                 match out.runs.last_mut() {
                     Some(r) if r.end == start + i => r.end += 1,
                     _ => out.runs.push(start + i..start + i + 1),
@@ -260,15 +256,23 @@ fn repeated_names(pool: &PoolFile) -> anyhow::Result<HashSet<u64>> {
 
 /// "predicting: 1,200,000 of 4,100,000 pool spectra (41,000/s, about 71 s left)".
 pub fn rate_line(done: usize, total: usize, elapsed: Duration) -> String {
-    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
-    let left = (total - done.min(total)) as f64 / rate.max(1e-9);
     format!(
-        "predicting: {} of {} pool spectra ({}/s, about {:.0} s left)",
+        "predicting: {} of {} pool spectra ({})",
         thousands(done),
         thousands(total),
-        thousands(rate as usize),
-        left
+        pace(done as u64, total as u64, elapsed)
     )
+}
+
+/// "41,000/s, about 71 s left" ("41,000/s" once `done` reached `total`).
+pub fn pace(done: u64, total: u64, elapsed: Duration) -> String {
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+    let mut text = format!("{}/s", thousands(rate as usize));
+    if total > done {
+        let left = (total - done) as f64 / rate.max(1e-9);
+        text.push_str(&format!(", about {left:.0} s left"));
+    }
+    text
 }
 
 /// 1234567 → "1,234,567".

@@ -17,7 +17,7 @@ use crate::{
         active,
         cnn::TrainOptions,
         h5::{SpectraSet, read_spectra, write_spectra},
-        pool::{PoolFile, ResultWriter, chunk_rows},
+        pool::{PoolFile, ResultWriter, chunk_rows, refuse_non_finite},
         scan::{self, Pick, ScanOptions, thousands},
         tsne,
     },
@@ -47,24 +47,16 @@ pub(super) fn read_set(path: &Path, what: &str) -> anyhow::Result<SpectraSet> {
     Ok(set)
 }
 
-/// Refuses a set with a NaN or infinite flux (it would silently poison every prediction),
-/// naming the file, the spectrum and its row there (`rows[i]` for the set's row `i`).
+/// Refuses a set with a NaN or infinite flux, naming the file, the spectrum and its row
+/// there (`rows[i]` for the set's row `i`).
 pub(super) fn check_finite(
     set: &SpectraSet,
     rows: &[usize],
     what: &str,
     path: &Path,
 ) -> anyhow::Result<()> {
-    if let Some(i) = (0..set.len()).find(|&i| set.row(i).iter().any(|v| !v.is_finite())) {
-        let bad = set.row(i).iter().filter(|v| !v.is_finite()).count();
-        bail!(
-            "the {what} {} has non-finite fluxes: spectrum {} (row {}) holds {bad} NaN or infinite values; preprocess it again",
-            path.display(),
-            set.filenames[i],
-            rows[i]
-        );
-    }
-    Ok(())
+    (0..set.len())
+        .try_for_each(|i| refuse_non_finite(what, path, &set.filenames[i], rows[i], set.row(i)))
 }
 
 pub(super) fn write_json(dir: &Path, name: &str, value: &impl Serialize) -> anyhow::Result<()> {
