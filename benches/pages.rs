@@ -91,6 +91,10 @@ async fn many_jobs(db: &sea_orm::DatabaseConnection, files_root: &std::path::Pat
                 attempt: Set(1),
                 worker_id: Set(None),
                 heartbeat_ms: Set(None),
+                cluster: Set(None),
+                external_id: Set(None),
+                node: Set(None),
+                exit_code: Set(None),
             }
         })
         .collect();

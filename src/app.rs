@@ -82,6 +82,7 @@ impl Application {
             .state
             .workers
             .spawn(self.state.config.worker.concurrency);
+        let _clusters = self.state.clusters.spawn();
         self.server.await
     }
 }
@@ -115,6 +116,7 @@ pub fn create_app(
                 .configure(crate::spectra::routes::configure)
                 .configure(crate::labellings::routes::configure)
                 .configure(crate::active_learning::routes::configure)
+                .configure(crate::clusters::routes::configure)
                 .route("/openapi.json", web::get().to(crate::openapi::document))
                 .route("/docs", web::get().to(crate::openapi::docs_page))
                 .default_service(web::to(|| async {
@@ -127,6 +129,7 @@ pub fn create_app(
         .configure(crate::jobs::pages::configure)
         .configure(crate::files::pages::configure)
         .configure(crate::spectra::pages::configure)
+        .configure(crate::active_learning::workspace::configure)
         .default_service(web::to(|| async {
             actix_web::ResponseError::error_response(&crate::pages::PageError(
                 crate::error::ApiError::NotFound("no such page".into()),

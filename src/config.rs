@@ -20,6 +20,81 @@ pub struct Config {
     pub files: FilesConfig,
     pub worker: WorkerConfig,
     pub gpu: GpuConfig,
+    /// SLURM clusters jobs may target (`[[clusters]]`, SPEC §8).
+    pub clusters: Vec<ClusterConfig>,
+}
+
+/// How mljm reaches a cluster's SLURM commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Submit {
+    /// sbatch, squeue, scontrol, sacct, scancel and sinfo on this host.
+    Local,
+    /// The same commands over one reused OpenSSH connection.
+    Ssh,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    pub name: String,
+    pub submit: Submit,
+    /// SSH: the login node.
+    #[serde(default)]
+    pub host: String,
+    #[serde(default = "ssh_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub user: String,
+    /// SSH: the private key (key authentication only).
+    #[serde(default)]
+    pub identity_file: String,
+    /// SSH: the known_hosts file the host key is checked against (strictly).
+    #[serde(default)]
+    pub known_hosts: String,
+    /// A directory on the cluster for staged job files and mljm's own binary.
+    #[serde(default)]
+    pub workspace: String,
+    /// The data directory is at the same path on the cluster (after `path_map`); otherwise
+    /// job inputs are staged to `workspace` and results copied back.
+    #[serde(default = "yes")]
+    pub shared_fs: bool,
+    /// Data-dir path prefixes here → there, e.g. `{"/srv/mljm" = "/scratch/mljm"}`.
+    #[serde(default)]
+    pub path_map: std::collections::BTreeMap<String, String>,
+    /// Defaults for a target that does not say.
+    #[serde(default)]
+    pub partition: String,
+    #[serde(default)]
+    pub account: String,
+    #[serde(default)]
+    pub time: String,
+    /// Extra `#SBATCH` lines (without the prefix) and setup lines (`module load cuda`).
+    #[serde(default)]
+    pub sbatch_lines: Vec<String>,
+    #[serde(default)]
+    pub setup_lines: Vec<String>,
+    /// Seconds between polls of the cluster's jobs (at least 5).
+    #[serde(default = "cluster_poll_s")]
+    pub poll_s: f64,
+    /// The mljm binary on the cluster; empty: this binary, copied into the workspace.
+    #[serde(default)]
+    pub mljm_path: String,
+    /// A directory holding the SLURM commands; empty: found on PATH.
+    #[serde(default)]
+    pub slurm_bin: String,
+}
+
+fn ssh_port() -> u16 {
+    22
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn cluster_poll_s() -> f64 {
+    30.0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,6 +152,7 @@ impl Default for Config {
             files: FilesConfig::default(),
             worker: WorkerConfig::default(),
             gpu: GpuConfig::default(),
+            clusters: Vec::new(),
         }
     }
 }
@@ -149,6 +225,7 @@ const NON_CONFIG_VARS: &[&str] = &[
     "MLJM_BENCH_SECONDS",
     "MLJM_REQUIRE_BROWSER",
     "MLJM_TEST_PYTHON",
+    "MLJM_REQUIRE_SLURM",
     // Set by mljm for the processes of a SCRIPT job (which may call mljm themselves).
     "MLJM_JOB_ID",
     "MLJM_JOB_DIR",
@@ -236,7 +313,19 @@ impl Config {
                 );
             }
         }
+        let mut names = std::collections::HashSet::new();
+        for c in &self.clusters {
+            c.check()
+                .map_err(|e| anyhow::anyhow!("configuration: cluster {:?}: {e}", c.name))?;
+            if !names.insert(&c.name) {
+                anyhow::bail!("configuration: two clusters are named {:?}", c.name);
+            }
+        }
         Ok(())
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
     }
 
     pub fn files_root(&self) -> PathBuf {
@@ -256,6 +345,55 @@ impl Config {
         } else {
             self.database_url.clone()
         }
+    }
+}
+
+/// Names SLURM and a shell take without quoting: partitions, accounts, GRES types.
+pub fn plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '+'))
+}
+
+impl ClusterConfig {
+    fn check(&self) -> Result<(), String> {
+        if !plain_name(&self.name) {
+            return Err("name must be 1–64 letters, digits, '_', '-', '.' or '+'".into());
+        }
+        if !(self.poll_s.is_finite() && self.poll_s >= 5.0) {
+            return Err(format!("poll_s must be at least 5 (got {})", self.poll_s));
+        }
+        for (key, value) in [("partition", &self.partition), ("account", &self.account)] {
+            if !value.is_empty() && !plain_name(value) {
+                return Err(format!("{key} {value:?} is not a plain SLURM name"));
+            }
+        }
+        for line in self.sbatch_lines.iter().chain(&self.setup_lines) {
+            if line.contains('\n') || line.contains('\0') {
+                return Err(format!("sbatch_lines/setup_lines: {line:?} spans lines"));
+            }
+        }
+        if self.submit == Submit::Ssh {
+            for (key, value) in [
+                ("host", &self.host),
+                ("user", &self.user),
+                ("identity_file", &self.identity_file),
+                ("known_hosts", &self.known_hosts),
+                ("workspace", &self.workspace),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(format!("{key} is required for submit = \"ssh\""));
+                }
+            }
+            if self.host.starts_with('-') || self.user.starts_with('-') {
+                return Err("host and user must not start with '-'".into());
+            }
+        }
+        if !self.shared_fs && self.workspace.trim().is_empty() {
+            return Err("workspace is required when shared_fs = false".into());
+        }
+        Ok(())
     }
 }
 

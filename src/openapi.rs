@@ -26,6 +26,7 @@ pub fn build() -> Value {
         crate::labellings::routes::Api::openapi(),
         crate::spectra::routes::Api::openapi(),
         crate::files::routes::Api::openapi(),
+        crate::clusters::routes::Api::openapi(),
     ] {
         doc.merge(part);
     }

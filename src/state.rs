@@ -9,6 +9,7 @@ use crate::{
     config::Config,
     job_types::Registry,
     queue::Queue,
+    slurm::Clusters,
     storage::Storage,
     worker::{SuccessHook, Workers},
 };
@@ -27,6 +28,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub workers: Workers,
     pub storage: Storage,
+    /// The SLURM clusters of `config.toml` and their loops' state.
+    pub clusters: Clusters,
 }
 
 impl AppState {
@@ -49,12 +52,14 @@ impl AppState {
             extensions.success_hooks,
         )?;
         let storage = Storage::open(&config.files_root())?;
+        let clusters = Clusters::new(&config, db.clone(), workers.success_hooks.clone());
         Ok(AppState {
             db,
             config: Arc::new(config),
             registry,
             workers,
             storage,
+            clusters,
         })
     }
 }

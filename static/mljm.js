@@ -217,27 +217,40 @@ function initWorkspace(root) {
   if (!ws || ws.started) return;
   ws.started = true;
   const data = JSON.parse(ws.dataset.json);
-  const items = data.items;
-  const rows = new Map(Array.from(ws.querySelectorAll(".ws-item")).map((r) => [r.dataset.id, r]));
-  const raw = new Map(); // filename -> Promise of the spectra API's answer (prefetched)
+  // The oracle batch and performance-estimation sample are on the page whole; the candidates
+  // a page at a time (#ws-candidates, swapped by htmx), so the items are read from the rows.
+  let items = [];
+  const collect = () => {
+    items = Array.from(ws.querySelectorAll(".ws-item")).map((row) => ({
+      id: row.dataset.id,
+      set: row.dataset.set,
+      filename: row.querySelector(".fn").textContent,
+      label: row.querySelector(".user-label").textContent,
+      comment: row.dataset.comment || "",
+      row,
+    }));
+  };
+  collect();
+  // Answers fetched once per spectrum, the last few hundred kept.
+  const cached = (map, key, fetch) => {
+    if (!map.has(key)) {
+      map.set(key, fetch().catch((err) => ({ error: err.message })));
+      if (map.size > 300) map.delete(map.keys().next().value);
+    }
+    return map.get(key);
+  };
+  const raws = new Map();
+  const preps = new Map();
+  const spectrum = (item) => cached(raws, item.filename, () => api("GET", `/api/spectra/${encodeURIComponent(item.filename)}`));
+  const prepared = (item) => cached(preps, item.id, () => api("GET", `/api/labellings/${item.id}/prepared`));
   const undo = [];
   let current = -1;
+  let currentId = null;
   let saving = Promise.resolve();
-  let prep = null;
+  let afterPage = null; // which item to select once a candidates page arrives: "first" or "last"
   const $ = (sel) => ws.querySelector(sel);
   const comment = $("#ws-comment");
   const saved = $("#ws-saved");
-
-  const spectrum = (name) => {
-    if (!raw.has(name)) {
-      raw.set(name, api("GET", `/api/spectra/${encodeURIComponent(name)}`).catch((err) => ({ error: err.message })));
-    }
-    return raw.get(name);
-  };
-  const prepared = () => {
-    if (!prep) prep = api("GET", data.prep_url).catch(() => ({ wave: [], spectra: {} }));
-    return prep;
-  };
 
   function counter() {
     const oracle = items.filter((i) => i.set === "ORACLE");
@@ -264,30 +277,45 @@ function initWorkspace(root) {
     return saving;
   }
 
+  // Moving past the last candidate of a page (or before its first) turns the page.
+  function turn(which) {
+    const button = ws.querySelector(which === "first" ? "#ws-candidates .page-next" : "#ws-candidates .page-prev");
+    if (!button) return false;
+    afterPage = which;
+    button.click();
+    return true;
+  }
+
+  function move(delta) {
+    const here = items[current];
+    if (delta > 0 && current + 1 >= items.length && here && here.set === "CANDIDATE") { turn("first"); return; }
+    if (delta < 0 && here && here.set === "CANDIDATE" && (current === 0 || items[current - 1].set !== "CANDIDATE") && turn("last")) return;
+    show(current + delta);
+  }
+
   async function show(i) {
     if (i < 0 || i >= items.length) return;
     current = i;
     const item = items[i];
-    rows.forEach((r) => r.classList.remove("selected"));
-    const row = rows.get(item.id);
-    row.classList.add("selected");
-    row.scrollIntoView({ block: "nearest" });
+    currentId = item.id;
+    items.forEach((it) => it.row.classList.remove("selected"));
+    item.row.classList.add("selected");
+    item.row.scrollIntoView({ block: "nearest" });
     $("#ws-name").textContent = item.filename;
     comment.value = item.comment;
     ws.querySelectorAll(".class-btn").forEach((b) => b.classList.toggle("chosen", b.dataset.class === item.label));
-    if (i + 1 < items.length) spectrum(items[i + 1].filename); // prefetch the next one
-    const [s, p] = await Promise.all([spectrum(item.filename), prepared()]);
-    if (current !== i) return; // the user moved on meanwhile
+    if (i + 1 < items.length) { spectrum(items[i + 1]); prepared(items[i + 1]); } // prefetch the next one
+    const [s, p] = await Promise.all([spectrum(item), prepared(item)]);
+    if (current !== i || currentId !== item.id) return; // the user moved on meanwhile
     if (s.error) {
       $("#ws-raw").textContent = s.error;
     } else {
       linePlot($("#ws-raw"), s.wave, [{ label: "flux", y: s.flux }], { xlabel: "wavelength (Å)", ylabel: "flux", halpha: true });
     }
-    const flux = p.spectra && p.spectra[item.filename];
-    if (flux) {
-      linePlot($("#ws-prep"), p.wave, [{ label: "scaled flux", y: flux }], { xlabel: "wavelength (Å)", ylabel: "scaled flux", halpha: true });
+    if (p.error) {
+      $("#ws-prep").textContent = p.error;
     } else {
-      $("#ws-prep").textContent = "not in prep_spectra.json";
+      linePlot($("#ws-prep"), p.wave, [{ label: "scaled flux", y: p.flux }], { xlabel: "wavelength (Å)", ylabel: "scaled flux", halpha: true });
     }
     const meta = $("#ws-meta");
     meta.textContent = "";
@@ -304,7 +332,10 @@ function initWorkspace(root) {
   function setLabel(item, label, note) {
     item.label = label;
     item.comment = note;
-    rows.get(item.id).querySelector(".user-label").textContent = label;
+    if (item.row) {
+      item.row.querySelector(".user-label").textContent = label;
+      item.row.dataset.comment = note;
+    }
     counter();
     return save(item, { user_label: label, user_comment: note });
   }
@@ -312,27 +343,55 @@ function initWorkspace(root) {
   function label(cls) {
     if (current < 0) return;
     const item = items[current];
-    undo.push({ index: current, label: item.label, comment: item.comment });
+    undo.push({ item: { id: item.id, filename: item.filename }, label: item.label, comment: item.comment });
     if (undo.length > 100) undo.shift();
     setLabel(item, cls, comment.value);
-    show(Math.min(current + 1, items.length - 1));
+    move(1);
   }
 
   function undoLast() {
     const last = undo.pop();
     if (!last) { toast("nothing to undo", true); return; }
-    setLabel(items[last.index], last.label, last.comment);
-    show(last.index);
+    const at = items.findIndex((i) => i.id === last.item.id);
+    // A spectrum on another page of candidates is put back through the API alone.
+    setLabel(at >= 0 ? items[at] : last.item, last.label, last.comment);
+    if (at >= 0) show(at);
   }
 
   ws.querySelectorAll(".class-btn").forEach((b) => b.addEventListener("click", () => label(b.dataset.class)));
-  rows.forEach((r) => r.addEventListener("click", () => show(items.findIndex((i) => i.id === r.dataset.id))));
+  ws.addEventListener("click", (e) => {
+    const row = e.target.closest(".ws-item");
+    if (row) show(items.findIndex((i) => i.id === row.dataset.id));
+  });
+  ws.addEventListener("htmx:beforeRequest", (e) => {
+    // A page of candidates is read once every label given is saved.
+    if (e.target.closest("#ws-candidates") && saved.textContent === "saving…") {
+      e.preventDefault();
+      saving.then(() => htmx.trigger(e.target, "click"));
+    }
+  });
+  ws.addEventListener("htmx:afterSwap", () => {
+    collect();
+    current = items.findIndex((i) => i.id === currentId);
+    const page = items.filter((i) => i.set === "CANDIDATE");
+    if (afterPage && page.length > 0) {
+      const target = afterPage === "first" ? page[0] : page[page.length - 1];
+      afterPage = null;
+      show(items.indexOf(target));
+    } else if (current >= 0) {
+      items[current].row.classList.add("selected");
+    }
+  });
   let typing;
   comment.addEventListener("input", () => {
     if (current < 0) return;
     const item = items[current];
     clearTimeout(typing);
-    typing = setTimeout(() => { item.comment = comment.value; save(item, { user_comment: comment.value }); }, 500);
+    typing = setTimeout(() => {
+      item.comment = comment.value;
+      if (item.row) item.row.dataset.comment = comment.value;
+      save(item, { user_comment: comment.value });
+    }, 500);
   });
   document.addEventListener("keydown", (e) => {
     if (!document.body.contains(ws)) return;
@@ -341,8 +400,8 @@ function initWorkspace(root) {
     const n = Number(e.key);
     const buttons = ws.querySelectorAll(".class-btn");
     if (n >= 1 && n <= buttons.length) { label(buttons[n - 1].dataset.class); e.preventDefault(); }
-    else if (e.key === "ArrowDown" || e.key === "ArrowRight" || e.key === "j") { show(current + 1); e.preventDefault(); }
-    else if (e.key === "ArrowUp" || e.key === "ArrowLeft" || e.key === "k") { show(current - 1); e.preventDefault(); }
+    else if (e.key === "ArrowDown" || e.key === "ArrowRight" || e.key === "j") { move(1); e.preventDefault(); }
+    else if (e.key === "ArrowUp" || e.key === "ArrowLeft" || e.key === "k") { move(-1); e.preventDefault(); }
     else if (e.key === "Backspace") { undoLast(); e.preventDefault(); }
   });
   const cont = $("#continue");

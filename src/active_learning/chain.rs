@@ -41,6 +41,10 @@ fn labelled(l: &LabellingView) -> Option<&str> {
     l.user_label.as_deref().filter(|s| !s.trim().is_empty())
 }
 
+/// The sets an iteration's answers come from; not the candidates, which run to 100,000s in
+/// every iteration of a survey.
+const ANSWERED: [SpectrumSet; 2] = [SpectrumSet::Oracle, SpectrumSet::PerformanceEstimation];
+
 /// Share of the labelled performance-estimation sample whose user label is a candidate class.
 fn perf_estimate(list: &[LabellingView], cfg: &AlConfig) -> Option<f64> {
     let answered: Vec<&str> = list
@@ -93,7 +97,7 @@ pub async fn continue_job(
         )));
     }
     let cfg = config_of(&job)?;
-    let list = labellings::list(&state.db, id).await?;
+    let list = labellings::list_sets(&state.db, id, &ANSWERED).await?;
     let oracle: Vec<&LabellingView> = list
         .iter()
         .filter(|l| l.spectrum_set == SpectrumSet::Oracle)
@@ -211,7 +215,7 @@ pub async fn chain(state: &AppState, id: Uuid) -> Result<Vec<ChainEntry>, ApiErr
     let mut out = Vec::new();
     let mut current = Some(first);
     while let Some(job) = current {
-        let list = labellings::list(&state.db, job.job_id).await?;
+        let list = labellings::list_sets(&state.db, job.job_id, &ANSWERED).await?;
         let cfg = config_of(&job).ok();
         let oracle: Vec<&LabellingView> = list
             .iter()

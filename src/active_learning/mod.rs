@@ -56,6 +56,8 @@ async fn import_labellings(
             model_prediction: p.model_prediction,
             user_label: None,
             user_comment: None,
+            entropy: p.entropy,
+            result_row: p.result_row.and_then(|r| i64::try_from(r).ok()),
         })
         .collect();
     service::replace_for_job(&db, job.job_id, list)

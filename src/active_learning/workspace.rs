@@ -1,22 +1,41 @@
 //! The labelling workspace of a finished ACTIVE_ML iteration: its oracle batch,
 //! performance-estimation sample and candidates with prediction and entropy, the chain's
 //! iterations and estimates. The page's script does the labelling through the JSON API.
+//!
+//! A survey's candidates run to 100,000s, so they come a page at a time from the table
+//! (`/jobs/{id}/workspace/candidates?offset=…`), and each spectrum's preprocessed flux is
+//! read from the iteration's `result.h5` when it is shown
+//! (`GET /api/labellings/{id}/prepared`), not from one file of every candidate.
 
-use std::collections::HashMap;
+use std::path::Path;
 
+use actix_web::{HttpResponse, web};
 use askama::Template;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::chain::{self, ChainEntry};
 use crate::{
     error::ApiError,
-    job_types::active_ml::NewLabelling,
-    jobs::{model::JobView, pages::download_url},
-    labellings::{self, model::SpectrumSet},
-    pages::json_attr,
+    jobs::{model::JobView, pages::download_url, service as jobs},
+    labellings::{
+        model::{LabellingView, SpectrumSet},
+        service as labellings,
+    },
+    pages::{PageError, html, json_attr},
+    science::pool::PoolFile,
     state::AppState,
 };
+
+/// Candidates on one page of the workspace.
+pub const PAGE: u64 = 100;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/jobs/{job_id}/workspace/candidates",
+        web::get().to(candidates_page),
+    );
+}
 
 #[derive(Template)]
 #[template(path = "jobs/workspace.html")]
@@ -25,7 +44,9 @@ pub struct Workspace {
     iteration: u64,
     /// (key, class name) for the buttons: keys 1–9.
     classes: Vec<(usize, String)>,
+    /// The oracle batch and the performance-estimation sample, whole.
     sets: Vec<SetView>,
+    candidates: Option<Candidates>,
     oracle_total: usize,
     oracle_labelled: usize,
     chain: Vec<ChainEntry>,
@@ -42,7 +63,40 @@ struct SetView {
     items: Vec<Item>,
 }
 
-#[derive(Serialize, Clone)]
+/// One page of the candidates, with what the pager needs.
+#[derive(Template)]
+#[template(path = "jobs/candidates.html")]
+pub struct Candidates {
+    job_id: Uuid,
+    items: Vec<Item>,
+    offset: u64,
+    total: u64,
+}
+
+impl askama::filters::HtmlSafe for Candidates {}
+
+impl Candidates {
+    fn first(&self) -> u64 {
+        (self.offset + 1).min(self.total)
+    }
+    fn last(&self) -> u64 {
+        self.offset + self.items.len() as u64
+    }
+    fn prev(&self) -> Option<u64> {
+        (self.offset > 0).then(|| self.offset.saturating_sub(PAGE))
+    }
+    fn next(&self) -> Option<u64> {
+        Some(self.offset + PAGE).filter(|n| *n < self.total)
+    }
+    fn paged(&self) -> bool {
+        self.total > PAGE
+    }
+    /// The offset of the last page.
+    fn end(&self) -> u64 {
+        self.total.saturating_sub(1) / PAGE * PAGE
+    }
+}
+
 struct Item {
     id: Uuid,
     filename: String,
@@ -59,12 +113,24 @@ impl Item {
     }
 }
 
+impl From<LabellingView> for Item {
+    fn from(l: LabellingView) -> Item {
+        Item {
+            id: l.labelling_id,
+            entropy: l.entropy,
+            filename: l.spectrum_filename,
+            set: l.spectrum_set.as_str(),
+            prediction: l.model_prediction.unwrap_or_default(),
+            label: l.user_label.unwrap_or_default(),
+            comment: l.user_comment.unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Data<'a> {
     job_id: Uuid,
     classes: Vec<&'a str>,
-    items: Vec<&'a Item>,
-    prep_url: String,
     tsne_url: Option<String>,
     perf: Vec<(u64, f64)>,
 }
@@ -77,16 +143,19 @@ fn title(set: SpectrumSet) -> &'static str {
     }
 }
 
-/// Entropies by (set, filename) from the job's `labellings.json` (older jobs have none).
-fn entropies(dir: &std::path::Path) -> HashMap<(String, String), f64> {
-    let proposed: Vec<NewLabelling> = std::fs::read(dir.join("labellings.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    proposed
-        .into_iter()
-        .filter_map(|p| Some(((p.spectrum_set, p.spectrum_filename), p.entropy?)))
-        .collect()
+async fn candidates(
+    state: &AppState,
+    job_id: Uuid,
+    offset: u64,
+) -> Result<Option<Candidates>, ApiError> {
+    let (rows, total) =
+        labellings::page(&state.db, job_id, SpectrumSet::Candidate, offset, PAGE).await?;
+    Ok((total > 0).then(|| Candidates {
+        job_id,
+        items: rows.into_iter().map(Item::from).collect(),
+        offset,
+        total,
+    }))
 }
 
 pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiError> {
@@ -100,9 +169,9 @@ pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiErro
         .and_then(|i| i.as_u64())
         .unwrap_or(0);
     let dir = state.workers.job_dir(&job.dir_path);
-    let entropy = entropies(&dir);
-    let list = labellings::service::list(&state.db, job.job_id).await?;
-    let mut sets: Vec<SetView> = SpectrumSet::ALL
+    let answered = [SpectrumSet::Oracle, SpectrumSet::PerformanceEstimation];
+    let list = labellings::list_sets(&state.db, job.job_id, &answered).await?;
+    let mut sets: Vec<SetView> = answered
         .into_iter()
         .map(|s| SetView {
             id: s.as_str(),
@@ -111,30 +180,18 @@ pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiErro
         })
         .collect();
     for l in list {
-        let set = l.spectrum_set;
-        let item = Item {
-            id: l.labelling_id,
-            entropy: entropy
-                .get(&(set.as_str().to_string(), l.spectrum_filename.clone()))
-                .copied(),
-            filename: l.spectrum_filename,
-            set: set.as_str(),
-            prediction: l.model_prediction.unwrap_or_default(),
-            label: l.user_label.unwrap_or_default(),
-            comment: l.user_comment.unwrap_or_default(),
-        };
-        if let Some(view) = sets.iter_mut().find(|v| v.id == set.as_str()) {
+        let item = Item::from(l);
+        if let Some(view) = sets.iter_mut().find(|v| v.id == item.set) {
             view.items.push(item);
         }
     }
     sets.retain(|s| !s.items.is_empty());
-    let oracle: Vec<&Item> = sets
+    let oracle = sets
         .iter()
         .filter(|s| s.id == "ORACLE")
-        .flat_map(|s| &s.items)
-        .collect();
-    let oracle_total = oracle.len();
-    let oracle_labelled = oracle.iter().filter(|i| !i.label.trim().is_empty()).count();
+        .flat_map(|s| &s.items);
+    let oracle_total = oracle.clone().count();
+    let oracle_labelled = oracle.filter(|i| !i.label.trim().is_empty()).count();
     let chain = chain::chain(state, job.job_id).await?;
     let next = chain
         .iter()
@@ -145,8 +202,6 @@ pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiErro
     let data = json_attr(&Data {
         job_id: job.job_id,
         classes: class_names.iter().map(String::as_str).collect(),
-        items: sets.iter().flat_map(|s| &s.items).collect(),
-        prep_url: download_url(&job.dir_path, "prep_spectra.json"),
         tsne_url: has_tsne.then(|| download_url(&job.dir_path, "dim_reduc.json")),
         perf: chain
             .iter()
@@ -163,10 +218,116 @@ pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiErro
             .map(|(i, c)| (i + 1, c))
             .collect(),
         sets,
+        candidates: candidates(state, job.job_id, 0).await?,
         oracle_total,
         oracle_labelled,
         chain,
         next,
         data,
+    })
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    offset: u64,
+}
+
+/// `GET /jobs/{id}/workspace/candidates?offset=N`: one page of the candidates (htmx).
+async fn candidates_page(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, PageError> {
+    if q.offset > i64::MAX as u64 {
+        return Err(
+            ApiError::invalid("offset", format!("offset {} is too large", q.offset)).into(),
+        );
+    }
+    jobs::get(&state, *id).await?;
+    match candidates(&state, *id, q.offset).await? {
+        Some(page) => html(page.render()),
+        None => Err(ApiError::NotFound(format!("job {id} has no candidates")).into()),
+    }
+}
+
+/// A spectrum's preprocessed flux, as its iteration's model saw it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Prepared {
+    pub spectrum_filename: String,
+    /// Wavelengths (Å).
+    pub wave: Vec<f64>,
+    /// The scaled flux at each wavelength.
+    pub flux: Vec<f64>,
+}
+
+/// The preprocessed flux of a labelling's spectrum: its row of the iteration's `result.h5`
+/// (which links the pool's fluxes), or, for a labelling that has no row (made before rows
+/// were kept, or through the API), the job's `prep_spectra.json`.
+pub async fn prepared(state: &AppState, labelling_id: Uuid) -> Result<Prepared, ApiError> {
+    let l = labellings::get(&state.db, labelling_id).await?;
+    let job = jobs::get(state, l.job_id).await?;
+    let dir = state.workers.job_dir(&job.dir_path);
+    let name = l.spectrum_filename.clone();
+    let not_found = move |why: String| ApiError::NotFound(format!("{name}: {why}"));
+    let read = move || match l.result_row {
+        Some(row) => from_result(&dir.join("result.h5"), row, &l.spectrum_filename),
+        None => from_prep(&dir.join("prep_spectra.json"), &l.spectrum_filename),
+    };
+    web::block(read)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{e}")))?
+        .map_err(not_found)
+}
+
+fn from_result(path: &Path, row: i64, name: &str) -> Result<Prepared, String> {
+    let pool = PoolFile::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let row = usize::try_from(row).map_err(|_| format!("row {row}"))?;
+    let set = pool
+        .select(&[row])
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if set.filenames[0] != name {
+        return Err(format!(
+            "row {row} of {} is {:?}, not this spectrum",
+            path.display(),
+            set.filenames[0]
+        ));
+    }
+    Ok(Prepared {
+        spectrum_filename: name.to_string(),
+        wave: set.wave.to_vec(),
+        flux: set.row(0).to_vec(),
+    })
+}
+
+/// The most of `prep_spectra.json` read for one spectrum (older jobs' files are small).
+const PREP_LIMIT: u64 = 64 << 20;
+
+fn from_prep(path: &Path, name: &str) -> Result<Prepared, String> {
+    #[derive(Deserialize)]
+    struct Prep {
+        wave: Vec<f64>,
+        spectra: std::collections::HashMap<String, Vec<f64>>,
+    }
+    let size = std::fs::metadata(path)
+        .map_err(|_| format!("no row in result.h5 and no {}", path.display()))?
+        .len();
+    if size > PREP_LIMIT {
+        return Err(format!(
+            "{} is too large to read ({size} bytes)",
+            path.display()
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut prep: Prep =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let flux = prep
+        .spectra
+        .remove(name)
+        .ok_or_else(|| format!("not in {}", path.display()))?;
+    Ok(Prepared {
+        spectrum_filename: name.to_string(),
+        wave: prep.wave,
+        flux,
     })
 }

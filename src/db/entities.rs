@@ -73,6 +73,11 @@ pub mod labelling {
         /// Order within the job's list (the job's own order, e.g. most uncertain first).
         #[serde(skip)]
         pub position: i32,
+        /// The entropy of the model's prediction (null where the job gave none).
+        pub entropy: Option<f64>,
+        /// The spectrum's row in its iteration's `result.h5` (for its preprocessed flux).
+        #[serde(skip)]
+        pub result_row: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

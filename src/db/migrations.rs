@@ -7,6 +7,10 @@ use sea_orm_migration::prelude::*;
 mod m0001_jobs_and_labellings;
 #[path = "../../migrations/m0002_labelling_position.rs"]
 mod m0002_labelling_position;
+#[path = "../../migrations/m0003_labelling_entropy_row.rs"]
+mod m0003_labelling_entropy_row;
+#[path = "../../migrations/m0004_cluster_jobs.rs"]
+mod m0004_cluster_jobs;
 
 pub struct Migrator;
 
@@ -16,6 +20,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_jobs_and_labellings::Migration),
             Box::new(m0002_labelling_position::Migration),
+            Box::new(m0003_labelling_entropy_row::Migration),
+            Box::new(m0004_cluster_jobs::Migration),
         ]
     }
 }

@@ -81,18 +81,24 @@ impl Registry {
         }
     }
 
-    /// Keys of `config` the type does not read, for one warning line in the job log.
+    /// Keys of `config` the type does not read, for one warning line in the job log (keys
+    /// every type may carry, such as `target`, are read by the server).
     pub fn unknown_keys(&self, job_type: &str, config: &Value) -> Vec<String> {
         match (self.get(job_type), config.as_object()) {
             (Some(t), Some(obj)) => obj
                 .keys()
-                .filter(|k| !t.known_keys().contains(&k.as_str()))
+                .filter(|k| {
+                    !t.known_keys().contains(&k.as_str()) && !COMMON_KEYS.contains(&k.as_str())
+                })
                 .cloned()
                 .collect(),
             _ => Vec::new(),
         }
     }
 }
+
+/// Keys any job's config may carry besides its type's own: where it runs (SPEC §8).
+pub const COMMON_KEYS: &[&str] = &["target"];
 
 impl Default for Registry {
     fn default() -> Self {

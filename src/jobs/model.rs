@@ -142,6 +142,18 @@ pub struct JobView {
     pub parent_job_id: Option<Uuid>,
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
+    /// The SLURM cluster the job runs on (absent: this host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// SLURM's job id on that cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// The node SLURM ran it on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The exit code SLURM reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
     /// Training metrics of a job that trained a model (`metrics.json`), on a single job's read.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -164,6 +176,10 @@ impl From<crate::queue::job::Model> for JobView {
             error: m.error,
             parent_job_id: m.parent_job_id,
             config: m.config,
+            cluster: m.cluster,
+            external_id: m.external_id,
+            node: m.node,
+            exit_code: m.exit_code,
             metrics: None,
         }
     }

@@ -79,6 +79,7 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
         state
             .registry
             .check(&new.job_type, cfg, &state.workers.paths())?;
+        check_target(state, cfg).await?;
     }
     if let Some(parent) = new.parent_job_id {
         find(state, parent)
@@ -109,6 +110,10 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
         attempt: Set(0),
         worker_id: Set(None),
         heartbeat_ms: Set(None),
+        cluster: Set(None),
+        external_id: Set(None),
+        node: Set(None),
+        exit_code: Set(None),
     };
     job::Entity::insert(row).exec(&state.db).await?;
     get(state, id).await
@@ -169,6 +174,18 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
             job.phase
         )));
     }
+    // A later iteration's result.h5 links this job's (and its training set is built from
+    // it): deleting this one would break that one, so the chain goes from its end.
+    if let Some(child) = job::Entity::find()
+        .filter(C::ParentJobId.eq(id))
+        .one(&state.db)
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "job {} continues from this one and reads its files: delete that job first",
+            child.job_id
+        )));
+    }
     let removed = job::Entity::delete_many()
         .filter(C::JobId.eq(id))
         .filter(C::Phase.is_not_in([Phase::Queued, Phase::Processing]))
@@ -203,13 +220,17 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     state
         .registry
         .check(&job.job_type, &config, &state.workers.paths())?;
+    let cluster = check_target(state, &config).await?.map(|t| t.cluster);
     let won = transition(
         &state.db,
         id,
         Phase::Pending,
         Action::Run,
         None,
-        vec![(C::Config, Expr::value(config.clone()))],
+        vec![
+            (C::Config, Expr::value(config.clone())),
+            (C::Cluster, Expr::value(cluster.clone())),
+        ],
     )
     .await?;
     if won.is_none() {
@@ -225,8 +246,39 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     let mut queued = JobView::from(job);
     queued.phase = Phase::Queued;
     queued.config = Some(config);
-    state.workers.queue.enqueued().await;
+    match &cluster {
+        Some(name) => state.clusters.wake(name),
+        None => state.workers.queue.enqueued().await,
+    }
+    queued.cluster = cluster;
     Ok(queued)
+}
+
+/// A config's `target` (SPEC §8): its form, its cluster, and — when the cluster answers —
+/// its partition, each a 422 naming the field.
+async fn check_target(
+    state: &AppState,
+    config: &Value,
+) -> Result<Option<crate::slurm::target::Target>, ApiError> {
+    let Some(target) = crate::slurm::target::of_config(config, &state.config)
+        .map_err(|e| ApiError::invalid(e.field, e.message))?
+    else {
+        return Ok(None);
+    };
+    if let (Some(p), Some(c)) = (&target.partition, state.clusters.get(&target.cluster))
+        && let Ok(info) = state.clusters.info(c).await
+        && !info.partitions.iter().any(|q| &q.name == p)
+    {
+        let known: Vec<&str> = info.partitions.iter().map(|q| q.name.as_str()).collect();
+        return Err(ApiError::invalid(
+            "target.partition",
+            format!(
+                "cluster {} has no partition {p:?} (it has {known:?})",
+                target.cluster
+            ),
+        ));
+    }
+    Ok(Some(target))
 }
 
 /// The job folder's `config.json`, or, where the folder has none, the config it was created
@@ -275,6 +327,18 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
             .is_some()
         {
             state.workers.cancel_here(id);
+            if let (Some(cluster), Some(external)) = (&job.cluster, &job.external_id) {
+                // SLURM stops it at once; its poll sees it CANCELLED.
+                if let Err(e) = state.clusters.cancel(cluster, external).await {
+                    let log = state.workers.job_dir(&job.dir_path).join("log.txt");
+                    if let Ok(l) = crate::job_types::JobLog::open(&log) {
+                        l.line(&format!(
+                            "scancel {external} on cluster {cluster} failed: {e}"
+                        ));
+                    }
+                    tracing::warn!("job {id}: scancel {external}: {e}");
+                }
+            }
             return get(state, id).await;
         }
         // Claimed or finished between the read and the write: decide again on the new phase.

@@ -58,6 +58,12 @@ pub struct NewLabelling {
     pub model_prediction: Option<String>,
     pub user_label: Option<String>,
     pub user_comment: Option<String>,
+    /// Set by an iteration only: its prediction's entropy.
+    #[serde(skip)]
+    pub entropy: Option<f64>,
+    /// Set by an iteration only: the spectrum's row in its `result.h5`.
+    #[serde(skip)]
+    pub result_row: Option<i64>,
 }
 
 impl NewLabelling {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    model::{LabellingPatch, LabellingView, NewLabelling},
+    model::{LabellingPatch, LabellingView, NewLabelling, SpectrumSet},
     service::{self, BatchPatch},
 };
 use crate::{
@@ -38,7 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-fn labelling_id(raw: &str) -> Result<Uuid> {
+/// The `{labelling_id}` of a path, or a 422 that names it.
+pub fn labelling_id(raw: &str) -> Result<Uuid> {
     Uuid::parse_str(raw).map_err(|_| {
         ApiError::invalid(
             "labelling_id",
@@ -108,10 +109,20 @@ struct ByJob {
     /// The job whose labellings to list (required; its absence is a 422 that says so).
     #[param(required = true, value_type = Uuid)]
     job_id: Option<String>,
+    /// Only this set (a survey's CANDIDATE set runs to 100,000s: page it).
+    #[param(value_type = Option<SpectrumSet>)]
+    spectrum_set: Option<String>,
+    /// With `spectrum_set`: skip this many of the set, in the job's order.
+    #[param(maximum = 9223372036854775807_u64)]
+    offset: Option<u64>,
+    /// With `spectrum_set`: at most this many.
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/api/labellings/",
-    summary = "A job's labellings: ORACLE, PERFORMANCE_ESTIMATION, CANDIDATE", params(ByJob),
+    summary = "A job's labellings: ORACLE, PERFORMANCE_ESTIMATION, CANDIDATE (or one set, paged)",
+    params(ByJob),
     responses((status = 200, description = "the labellings", body = Vec<LabellingView>)))]
 async fn list(state: web::Data<AppState>, q: web::Query<ByJob>) -> Result<HttpResponse> {
     let raw = q.job_id.as_deref().ok_or_else(|| {
@@ -119,5 +130,38 @@ async fn list(state: web::Data<AppState>, q: web::Query<ByJob>) -> Result<HttpRe
     })?;
     let id = Uuid::parse_str(raw)
         .map_err(|_| ApiError::invalid("job_id", format!("{raw:?} is not a job id (a UUID)")))?;
-    Ok(HttpResponse::Ok().json(service::list(&state.db, id).await?))
+    let Some(set) = q.spectrum_set.as_deref() else {
+        if q.offset.is_some() || q.limit.is_some() {
+            let field = if q.offset.is_some() {
+                "offset"
+            } else {
+                "limit"
+            };
+            return Err(ApiError::invalid(
+                field,
+                format!("{field} pages one set: give spectrum_set too"),
+            ));
+        }
+        return Ok(HttpResponse::Ok().json(service::list(&state.db, id).await?));
+    };
+    let set = SpectrumSet::parse(set)?;
+    let offset = q.offset.unwrap_or(0);
+    if offset > i64::MAX as u64 {
+        return Err(ApiError::invalid(
+            "offset",
+            format!("offset must be at most {} (got {offset})", i64::MAX),
+        ));
+    }
+    let limit = q.limit.unwrap_or(u64::MAX);
+    if limit == 0 || (q.limit.is_some() && limit > MAX_LIMIT) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit must be 1 to {MAX_LIMIT} (got {limit})"),
+        ));
+    }
+    let (rows, _) = service::page(&state.db, id, set, offset, limit.min(i64::MAX as u64)).await?;
+    Ok(HttpResponse::Ok().json(rows))
 }
+
+/// The most labellings one page of a set holds.
+const MAX_LIMIT: u64 = 10_000;

@@ -5,7 +5,8 @@ use std::collections::HashSet;
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, IntoActiveModel, QueryFilter, TransactionTrait,
+    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 use serde::Deserialize;
 use uuid::Uuid;
@@ -38,6 +39,8 @@ fn active(new: NewLabelling, set: SpectrumSet, position: i32) -> labelling::Acti
         user_label: Set(empty_is_none(new.user_label)),
         user_comment: Set(empty_is_none(new.user_comment)),
         position: Set(position),
+        entropy: Set(new.entropy.filter(|e| e.is_finite())),
+        result_row: Set(new.result_row.filter(|r| *r >= 0)),
     }
 }
 
@@ -174,8 +177,18 @@ pub async fn patch_batch(db: &DatabaseConnection, batch: BatchPatch) -> Result<(
 
 /// A job's labellings: ORACLE, then PERFORMANCE_ESTIMATION, then CANDIDATE, each in the job's order.
 pub async fn list(db: &impl ConnectionTrait, job_id: Uuid) -> Result<Vec<LabellingView>, ApiError> {
+    list_sets(db, job_id, &SpectrumSet::ALL).await
+}
+
+/// A job's labellings of `sets` only, in the order of [`list`].
+pub async fn list_sets(
+    db: &impl ConnectionTrait,
+    job_id: Uuid,
+    sets: &[SpectrumSet],
+) -> Result<Vec<LabellingView>, ApiError> {
     let mut rows = labelling::Entity::find()
         .filter(C::JobId.eq(job_id))
+        .filter(C::SpectrumSet.is_in(sets.iter().copied()))
         .all(db)
         .await?;
     rows.sort_by(|a, b| {
@@ -185,5 +198,30 @@ pub async fn list(db: &impl ConnectionTrait, job_id: Uuid) -> Result<Vec<Labelli
             .then(a.position.cmp(&b.position))
             .then(a.labelling_id.cmp(&b.labelling_id))
     });
-    Ok(rows.into_iter().collect())
+    Ok(rows)
+}
+
+/// One page of a job's labellings of one set, in the job's order, and how many the set holds
+/// (a survey's candidates run to 100,000s; the index on (job, set, position) serves both).
+pub async fn page(
+    db: &impl ConnectionTrait,
+    job_id: Uuid,
+    set: SpectrumSet,
+    offset: u64,
+    limit: u64,
+) -> Result<(Vec<LabellingView>, u64), ApiError> {
+    let of_set = || {
+        labelling::Entity::find()
+            .filter(C::JobId.eq(job_id))
+            .filter(C::SpectrumSet.eq(set))
+    };
+    let total = of_set().count(db).await?;
+    let rows = of_set()
+        .order_by_asc(C::Position)
+        .order_by_asc(C::LabellingId)
+        .offset(offset)
+        .limit(limit)
+        .all(db)
+        .await?;
+    Ok((rows, total))
 }

@@ -26,6 +26,12 @@ pub struct Model {
     pub attempt: i32,
     pub worker_id: Option<String>,
     pub heartbeat_ms: Option<i64>,
+    /// The SLURM cluster the job runs on (none: this host's workers run it).
+    pub cluster: Option<String>,
+    /// SLURM's job id once submitted (`ID_TASK` for an array task).
+    pub external_id: Option<String>,
+    pub node: Option<String>,
+    pub exit_code: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -162,6 +162,7 @@ impl Queue {
                 .column(C::JobId)
                 .column(C::Attempt)
                 .filter(C::Phase.eq(Phase::Queued))
+                .filter(C::Cluster.is_null())
                 .filter(C::JobType.is_in(types.iter().copied()))
                 .order_by_asc(C::CreatedAt)
                 .order_by_asc(C::JobId)

@@ -96,7 +96,8 @@ impl Phase {
             (Queued, Claim) => Ok(Processing),
             (Queued | Processing, Abort) => Ok(Aborted),
             (Processing, Complete) => Ok(Completed),
-            (Processing, Fail) => Ok(Error),
+            // Queued: a cluster refused the submission.
+            (Queued | Processing, Fail) => Ok(Error),
             (Processing, Requeue) => Ok(Queued),
             (phase, action) => Err(PhaseConflict {
                 phase,

@@ -96,13 +96,49 @@ impl PoolFile {
     /// The spectra at `rows` (any order), as a set in that order. Rows close together are
     /// read in one piece, rows far apart alone, so a few rows of a survey read quickly.
     pub fn select(&self, rows: &[usize]) -> hdf5::Result<SpectraSet> {
+        let mut fluxes = Array2::zeros((rows.len(), self.points()));
+        let mut filenames = vec![String::new(); rows.len()];
+        self.blocks(rows, |start, end, picked| {
+            let (names, block) = (self.names(start..end)?, self.fluxes(start..end)?);
+            for &k in picked {
+                filenames[k] = names[rows[k] - start].clone();
+                fluxes.row_mut(k).assign(&block.row(rows[k] - start));
+            }
+            Ok(())
+        })?;
+        Ok(SpectraSet {
+            filenames,
+            wave: self.wave.clone(),
+            fluxes,
+            labels: None,
+        })
+    }
+
+    /// The names at `rows` (any order), in that order; no flux is read.
+    pub fn select_names(&self, rows: &[usize]) -> hdf5::Result<Vec<String>> {
+        let mut filenames = vec![String::new(); rows.len()];
+        self.blocks(rows, |start, end, picked| {
+            let names = self.names(start..end)?;
+            for &k in picked {
+                filenames[k] = names[rows[k] - start].clone();
+            }
+            Ok(())
+        })?;
+        Ok(filenames)
+    }
+
+    /// Calls `read(start, end, picked)` for each run of `rows` close together (under 1,024
+    /// rows apart), in file order; `picked` are the positions in `rows` that the run holds.
+    fn blocks(
+        &self,
+        rows: &[usize],
+        mut read: impl FnMut(usize, usize, &[usize]) -> hdf5::Result<()>,
+    ) -> hdf5::Result<()> {
         if let Some(&r) = rows.iter().find(|&&r| r >= self.len) {
             return Err(format!("row {r} of a file of {} spectra", self.len).into());
         }
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_by_key(|&k| rows[k]);
-        let mut fluxes = Array2::zeros((rows.len(), self.points()));
-        let mut filenames = vec![String::new(); rows.len()];
         let mut i = 0;
         while i < order.len() {
             let start = rows[order[i]];
@@ -110,20 +146,10 @@ impl PoolFile {
             while j + 1 < order.len() && rows[order[j + 1]] < start + 1024 {
                 j += 1;
             }
-            let end = rows[order[j]] + 1;
-            let (names, block) = (self.names(start..end)?, self.fluxes(start..end)?);
-            for &k in &order[i..=j] {
-                filenames[k] = names[rows[k] - start].clone();
-                fluxes.row_mut(k).assign(&block.row(rows[k] - start));
-            }
+            read(start, rows[order[j]] + 1, &order[i..=j])?;
             i = j + 1;
         }
-        Ok(SpectraSet {
-            filenames,
-            wave: self.wave.clone(),
-            fluxes,
-            labels: None,
-        })
+        Ok(())
     }
 
     /// Row of each of `wanted` that the file holds (its first, where a name repeats), reading

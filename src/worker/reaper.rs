@@ -21,6 +21,8 @@ impl Workers {
         let cutoff = now_ms() - self.lost_after.as_millis() as i64;
         let stale = job::Entity::find()
             .filter(C::Phase.eq(Phase::Processing))
+            // A cluster job is SLURM's to end (its cluster's poll), never "worker lost".
+            .filter(C::Cluster.is_null())
             .filter(C::HeartbeatMs.lt(cutoff))
             .all(self.db())
             .await?;

@@ -19,6 +19,7 @@ crate::on_both_backends!(
     a_labelled_iteration_continues_into_the_next,
     abort_during_training_stops_within_a_second_and_frees_the_gpu_slot,
     abort_during_prediction_stops_within_a_second,
+    a_survey_of_candidates_is_paged_and_each_flux_read_on_demand,
 );
 
 fn fixtures() -> PathBuf {
@@ -574,6 +575,20 @@ async fn a_labelled_iteration_continues_into_the_next(b: Backend) {
         .await;
     let chain: Vec<Value> = app.get_json(&format!("/api/jobs/{jid}/chain")).await;
     assert_eq!(chain.len(), 3);
+    // The chain is deleted from its end: an iteration the next one reads from stays.
+    let resp = app.delete(&format!("/api/jobs/{jid}")).await;
+    assert_eq!(resp.status(), 409);
+    assert!(
+        resp.text().await.unwrap().contains(&second),
+        "names the next iteration"
+    );
+    for job in [id(&third), second, jid] {
+        assert_eq!(
+            app.delete(&format!("/api/jobs/{job}")).await.status(),
+            204,
+            "{job}"
+        );
+    }
 }
 
 async fn abort_during_training_stops_within_a_second_and_frees_the_gpu_slot(b: Backend) {
@@ -623,17 +638,16 @@ async fn abort_within_a_second(app: &TestApp, jid: &str, what: &str) {
     eprintln!("{what} stopped {:?} after ABORT", aborted.elapsed());
 }
 
-/// A 20,000-spectrum demo pool at 140 points takes far longer to predict here than the test
-/// waits: the ABORT right after training lands during prediction.
-async fn abort_during_prediction_stops_within_a_second(b: Backend) {
+/// Writes a demo pool of `n` 140-point spectra as `/big/pool.h5` with the true classes of its
+/// first 30 as oracle answers, and returns an iteration-1 config on it.
+fn demo_pool(app: &TestApp, n: usize) -> Value {
     use mljm::science::{Cancel, Progress, demo};
-    let app = spawn_app(b).await;
     let dir = app.data_dir.join("files/big");
     std::fs::create_dir_all(&dir).unwrap();
     let mut answers: Vec<(String, usize)> = Vec::new();
     demo::write_pool(
         &dir.join("pool.h5"),
-        20_000,
+        n,
         140,
         1,
         &Cancel::new(),
@@ -660,6 +674,14 @@ async fn abort_during_prediction_stops_within_a_second(b: Backend) {
     cfg["training_data_to_add_path"] = json!("/big/pool.h5");
     cfg["oracle_data_to_add_path"] = json!("/big/oracle.json");
     cfg["epochs_train"] = json!(1);
+    cfg
+}
+
+/// A 20,000-spectrum demo pool at 140 points takes far longer to predict here than the test
+/// waits: the ABORT right after training lands during prediction.
+async fn abort_during_prediction_stops_within_a_second(b: Backend) {
+    let app = spawn_app(b).await;
+    let cfg = demo_pool(&app, 20_000);
     let job = create_al(&app, &cfg).await;
     let jid = id(&job);
     app.run(&jid).await;
@@ -880,4 +902,114 @@ with h5py.File(sys.argv[1], "r") as r, h5py.File(sys.argv[2], "r") as p:
         "{said}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// With `show_candidates` on a pool whose candidates run past a page, the workspace shows one
+/// page of them at a time from the table, the API pages the set, and a spectrum's
+/// preprocessed flux is read from the iteration's result.h5 when asked for: the pool's row.
+async fn a_survey_of_candidates_is_paged_and_each_flux_read_on_demand(b: Backend) {
+    let app = spawn_app(b).await;
+    let mut cfg = demo_pool(&app, 2_000);
+    cfg["show_candidates"] = json!(true);
+    let job = run_to(&app, &cfg, "COMPLETED").await;
+    let jid = id(&job);
+    let of_set =
+        |set: &str, rest: &str| format!("/api/labellings/?job_id={jid}&spectrum_set={set}{rest}");
+    let all: Vec<Value> = app.get_json(&of_set("CANDIDATE", "")).await;
+    assert!(all.len() > 200, "{} candidates", all.len());
+    assert!(
+        all.iter()
+            .all(|l| l["entropy"].as_f64().is_some_and(|e| e >= 0.0)),
+        "every candidate has its entropy"
+    );
+    let page: Vec<Value> = app
+        .get_json(&of_set("CANDIDATE", "&offset=100&limit=50"))
+        .await;
+    assert_eq!(page, all[100..150].to_vec());
+    let oracle: Vec<Value> = app.get_json(&of_set("ORACLE", "")).await;
+    assert_eq!(oracle.len(), 8);
+    let whole: Vec<Value> = app
+        .get_json(&format!("/api/labellings/?job_id={jid}"))
+        .await;
+    assert_eq!(whole.len(), all.len() + oracle.len() + 2);
+    for (query, field) in [
+        ("&offset=5", "offset"),
+        ("&limit=0&spectrum_set=CANDIDATE", "limit"),
+        ("&spectrum_set=ALL", "spectrum_set"),
+    ] {
+        let resp = app
+            .get(&format!("/api/labellings/?job_id={jid}{query}"))
+            .await;
+        assert_eq!(resp.status(), 422, "{query}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["field"], field, "{body}");
+    }
+
+    // The job page holds the first 100 candidates and a pager; the next page comes alone.
+    let rows = |html: &str| html.matches("data-set=\"CANDIDATE\" data-comment").count();
+    let html = app.get(&format!("/jobs/{jid}")).await.text().await.unwrap();
+    assert_eq!(rows(&html), 100);
+    assert!(
+        html.contains(&format!("1–100 of {}", all.len())),
+        "pager text"
+    );
+    assert!(html.contains(all[99]["spectrum_filename"].as_str().unwrap()));
+    assert!(!html.contains(&format!(
+        ">{}<",
+        all[100]["spectrum_filename"].as_str().unwrap()
+    )));
+    let next = app
+        .get(&format!("/jobs/{jid}/workspace/candidates?offset=100"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(rows(&next), 100);
+    assert!(next.contains(&format!("101–200 of {}", all.len())));
+    assert!(next.contains(&format!(
+        ">{}<",
+        all[100]["spectrum_filename"].as_str().unwrap()
+    )));
+
+    // The preprocessed flux of a candidate and of an oracle spectrum: the pool's rows.
+    let pool = hdf5::File::open(app.data_dir.join("files/big/pool.h5")).unwrap();
+    let names: Vec<String> = pool
+        .dataset("filenames")
+        .unwrap()
+        .read_1d::<hdf5::types::VarLenUnicode>()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().to_string())
+        .collect();
+    let fluxes = pool.dataset("fluxes").unwrap().read_2d::<f64>().unwrap();
+    for l in [&all[150], &oracle[3]] {
+        let got: Value = app
+            .get_json(&format!(
+                "/api/labellings/{}/prepared",
+                l["labelling_id"].as_str().unwrap()
+            ))
+            .await;
+        let name = l["spectrum_filename"].as_str().unwrap();
+        assert_eq!(got["spectrum_filename"], name);
+        let row = names.iter().position(|n| n == name).unwrap();
+        let flux: Vec<f64> = serde_json::from_value(got["flux"].clone()).unwrap();
+        // The JSON parser here reads the last digit to within one ulp.
+        let want = fluxes.row(row);
+        assert_eq!(flux.len(), want.len());
+        assert!(
+            flux.iter()
+                .zip(want)
+                .all(|(a, b)| (a - b).abs() <= 1e-12 * b.abs().max(1.0)),
+            "{name}: {flux:?} vs {want:?}"
+        );
+        assert_eq!(got["wave"].as_array().unwrap().len(), 140);
+    }
+    let missing = app
+        .get(&format!(
+            "/api/labellings/{}/prepared",
+            uuid::Uuid::new_v4()
+        ))
+        .await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(app.get("/api/labellings/nope/prepared").await.status(), 422);
 }

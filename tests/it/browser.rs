@@ -186,6 +186,9 @@ async fn an_iteration_is_labelled_with_the_keyboard_and_continued(b: Backend) {
     // The first unlabelled spectrum is selected: its FITS flux is drawn.
     br.wait_for("#ws-raw canvas", MINUTE).await;
     assert_drawn(&br, "#ws-raw").await;
+    // Its preprocessed flux is read from the iteration's result.h5 when it is shown.
+    br.wait_for("#ws-prep canvas", MINUTE).await;
+    assert_drawn(&br, "#ws-prep").await;
     br.screenshot("workspace-iteration-0").await;
 
     // Label with the keys 1–3 (each moves to the next spectrum), undo one, label it again.

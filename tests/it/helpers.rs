@@ -31,6 +31,18 @@ impl Backend {
 /// reason — unless the tests were built with what they need (`tests/support/build.rs`).
 #[macro_export]
 macro_rules! on_both_backends {
+    (slurm; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(mljm_slurm_tests), ignore = "SLURM test: start the one-node cluster (bash .ci/slurm) and build the tests with MLJM_REQUIRE_SLURM=1")]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(all(mljm_slurm_tests, mljm_postgres_tests)), ignore = "SLURM test on PostgreSQL: build the tests with MLJM_REQUIRE_SLURM=1 and MLJM_TEST_DATABASE_URL")]
+            async fn $name() { super::$name($crate::helpers::Backend::postgres()).await })*
+        }
+    };
     (browser; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]

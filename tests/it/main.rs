@@ -3,6 +3,7 @@
 mod active;
 mod browser;
 mod cli;
+mod cluster;
 mod files;
 mod helpers;
 mod jobs;

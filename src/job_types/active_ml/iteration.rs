@@ -221,10 +221,23 @@ pub(super) fn run_iteration(
         shown.extend(scan.candidates.iter().map(|&p| ("CANDIDATE", p)));
     }
     let rows_shown = scan.rows(shown.iter().map(|(_, p)| p.index));
-    let shown_set = pool
-        .select(&rows_shown)
-        .map_err(|e| anyhow!("cannot read the pool {}: {e}", pool_path.display()))?;
-    write_prep_spectra(dir, &shown_set)?;
+    let unreadable = |e| anyhow!("cannot read the pool {}: {e}", pool_path.display());
+    let shown_names = pool.select_names(&rows_shown).map_err(unreadable)?;
+    // prep_spectra.json keeps its format for scripts, but a survey's candidates run to
+    // 100,000s: past the first PREP_CANDIDATES the workspace reads each from result.h5.
+    let in_prep = rows_shown
+        .len()
+        .min(scan.oracle.len() + perf_est.len() + PREP_CANDIDATES);
+    if in_prep < rows_shown.len() {
+        log(&format!(
+            "prep_spectra.json holds the first {} of {} candidates; all are in result.h5 \
+             (candidate_indexes)",
+            thousands(PREP_CANDIDATES),
+            thousands(scan.candidates.len())
+        ));
+    }
+    let prep = pool.select(&rows_shown[..in_prep]).map_err(unreadable)?;
+    write_prep_spectra(dir, &prep)?;
     match tsne::embed(&rows, cfg.seed) {
         Some(xy) => write_json(
             dir,
@@ -246,13 +259,14 @@ pub(super) fn run_iteration(
     let iteration = cfg.iteration as i32;
     let labellings: Vec<NewLabelling> = shown
         .iter()
-        .zip(&shown_set.filenames)
+        .zip(&shown_names)
         .map(|((set, p), name)| NewLabelling {
             spectrum_filename: name.clone(),
             spectrum_set: set.to_string(),
             sequence_iteration: iteration,
             model_prediction: cfg.classes.get(p.label).cloned(),
             entropy: Some(p.entropy),
+            result_row: Some(p.index as u64),
         })
         .collect();
     write_json(dir, "labellings.json", &labellings)?;
@@ -289,12 +303,14 @@ fn first_iteration(cfg: &AlConfig, ctx: &JobContext, pool: &PoolFile) -> anyhow:
     let labellings: Vec<NewLabelling> = shown
         .filenames
         .iter()
-        .map(|name| NewLabelling {
+        .zip(&oracle)
+        .map(|(name, &row)| NewLabelling {
             spectrum_filename: name.clone(),
             spectrum_set: "ORACLE".into(),
             sequence_iteration: 0,
             model_prediction: None,
             entropy: None,
+            result_row: Some(row as u64),
         })
         .collect();
     ctx.log.line(&format!(
@@ -303,6 +319,9 @@ fn first_iteration(cfg: &AlConfig, ctx: &JobContext, pool: &PoolFile) -> anyhow:
     ));
     write_json(&ctx.dir, "labellings.json", &labellings)
 }
+
+/// The most candidates `prep_spectra.json` holds (about 15 MB of JSON at 140 points).
+const PREP_CANDIDATES: usize = 10_000;
 
 /// `prep_spectra.json`: the wave and the fluxes of the spectra the workspace shows.
 fn write_prep_spectra(dir: &Path, shown: &SpectraSet) -> anyhow::Result<()> {

@@ -123,6 +123,10 @@ pub struct NewLabelling {
     /// The prediction's entropy, for the labelling workspace (not a labellings column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entropy: Option<f64>,
+    /// The spectrum's row in this iteration's `result.h5`, where the workspace reads its
+    /// preprocessed flux (not a file of every candidate's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_row: Option<u64>,
 }
 
 /// The answers of the oracle, as the original UI writes them.

@@ -1,0 +1,187 @@
+//! Cluster jobs against the real one-node SLURM cluster that `.ci/slurm` starts (SPEC §8):
+//! partitions and GRES from sinfo, targets checked at create, a SCRIPT that completes with
+//! its output in the live log, one that exits 3, and an ABORT that SLURM shows CANCELLED.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, Options, TestApp, id, spawn_app_with};
+
+crate::on_both_backends!(slurm; a_script_runs_on_the_cluster_and_ends_as_slurm_says);
+
+/// The cluster is one for the whole test binary: its tests take turns.
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn cluster_app(b: Backend) -> TestApp {
+    spawn_app_with(
+        b,
+        Options {
+            tweak: |c| {
+                c.clusters = vec![mljm::config::ClusterConfig {
+                    name: "test".into(),
+                    submit: mljm::config::Submit::Local,
+                    host: String::new(),
+                    port: 22,
+                    user: String::new(),
+                    identity_file: String::new(),
+                    known_hosts: String::new(),
+                    workspace: String::new(),
+                    shared_fs: true,
+                    path_map: Default::default(),
+                    partition: String::new(),
+                    account: String::new(),
+                    time: String::new(),
+                    sbatch_lines: Vec::new(),
+                    setup_lines: Vec::new(),
+                    poll_s: 5.0,
+                    mljm_path: env!("CARGO_BIN_EXE_mljm").into(),
+                    slurm_bin: String::new(),
+                }]
+            },
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn script(app: &TestApp, command: &str, extra: Value) -> Value {
+    let mut target = json!({"cluster": "test", "partition": "debug"});
+    if let (Some(t), Some(e)) = (target.as_object_mut(), extra.as_object()) {
+        t.extend(e.clone());
+    }
+    let resp = app
+        .post_job(
+            "SCRIPT",
+            &json!({"command": ["sh", "-c", command], "target": target}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+    let job: Value = resp.json().await.unwrap();
+    app.run(&id(&job)).await;
+    job
+}
+
+fn scontrol_state(external: &str) -> String {
+    let out = std::process::Command::new("scontrol")
+        .args(["show", "job", external])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("JobState="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn a_script_runs_on_the_cluster_and_ends_as_slurm_says(b: Backend) {
+    let _one = ONE_CLUSTER.lock().await;
+    let app = cluster_app(b).await;
+
+    // The cluster as sinfo sees it: the debug partition with the test GRES.
+    let list: Vec<Value> = app.get_json("/api/clusters").await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["reachable"], true, "{list:?}");
+    let info: Value = app.get_json("/api/clusters/test").await;
+    let debug = &info["partitions"][0];
+    assert_eq!(debug["name"], "debug");
+    assert_eq!(debug["default"], true);
+    assert_eq!(debug["gpus"][0]["type"], "testgpu", "{info}");
+    assert_eq!(debug["gpus"][0]["total"], 2);
+    assert_eq!(app.get("/api/clusters/nope").await.status(), 404);
+
+    // Targets are checked at create, naming the field.
+    for (target, field) in [
+        (json!({"cluster": "elsewhere"}), "target.cluster"),
+        (
+            json!({"cluster": "test", "partition": "gpu"}),
+            "target.partition",
+        ),
+        (json!({"cluster": "test", "gpus": "a100:0"}), "target.gpus"),
+        (json!({"cluster": "test", "time": "1h"}), "target.time"),
+        (json!({"cluster": "test", "queue": "x"}), "target"),
+    ] {
+        let resp = app
+            .post_job("SCRIPT", &json!({"command": ["true"], "target": target}))
+            .await;
+        assert_eq!(resp.status(), 422, "{target}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["field"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(field),
+            "{target}: {body}"
+        );
+    }
+
+    // QUEUED → PROCESSING → COMPLETED, with the output in the live log.
+    let ok = script(
+        &app,
+        "echo hello from the node; sleep 6; echo done",
+        json!({"gpus": "testgpu:1"}),
+    )
+    .await;
+    let running = app.wait_phase(&id(&ok), "PROCESSING", MINUTE).await;
+    assert_eq!(running["cluster"], "test");
+    assert!(
+        running["external_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{running}"
+    );
+    assert!(
+        running["node"].as_str().is_some_and(|s| !s.is_empty()),
+        "{running}"
+    );
+    app.wait_log(&id(&ok), "hello from the node", MINUTE).await;
+    let done = app.wait_phase(&id(&ok), "COMPLETED", MINUTE).await;
+    assert_eq!(done["exit_code"], 0);
+    let log = app.log(&id(&ok)).await;
+    assert!(
+        log.contains("submitted to cluster test as SLURM job") && log.contains("done"),
+        "{log}"
+    );
+    let sbatch = std::fs::read_to_string(app.job_dir(&done).join("job.sbatch")).unwrap();
+    assert!(
+        sbatch.contains("#SBATCH --partition=debug")
+            && sbatch.contains("#SBATCH --gres=gpu:testgpu:1"),
+        "{sbatch}"
+    );
+
+    // An exit status of 3 is ERROR with SLURM's state and the code.
+    let bad = script(&app, "echo failing; exit 3", json!({})).await;
+    let failed = app.wait_phase(&id(&bad), "ERROR", MINUTE).await;
+    assert_eq!(failed["exit_code"], 3, "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("FAILED") && error.contains("exit code 3"),
+        "{error}"
+    );
+
+    // ABORT of a running job: ABORTED here, CANCELLED there.
+    let long = script(&app, "sleep 300", json!({})).await;
+    let running = app.wait_phase(&id(&long), "PROCESSING", MINUTE).await;
+    let external = running["external_id"].as_str().unwrap().to_string();
+    let resp = app
+        .post(&format!("/api/jobs/{}/process/ABORT", id(&long)))
+        .await;
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    app.wait_phase(&id(&long), "ABORTED", MINUTE).await;
+    let deadline = std::time::Instant::now() + MINUTE;
+    while !scontrol_state(&external).starts_with("CANCELLED") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SLURM says {}",
+            scontrol_state(&external)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A finished cluster job is deleted as any other.
+    assert_eq!(
+        app.delete(&format!("/api/jobs/{}", id(&ok))).await.status(),
+        204
+    );
+}
