@@ -83,7 +83,9 @@ impl Application {
             .workers
             .spawn(self.state.config.worker.concurrency);
         let _clusters = self.state.clusters.spawn();
-        self.server.await
+        let served = self.server.await;
+        self.state.clusters.close().await;
+        served
     }
 }
 

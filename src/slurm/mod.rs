@@ -125,6 +125,14 @@ impl Clusters {
         }
     }
 
+    /// Closes every SSH master connection (at shutdown; each would outlive mljm by
+    /// ControlPersist otherwise).
+    pub async fn close(&self) {
+        for c in self.all() {
+            c.slurm.close().await;
+        }
+    }
+
     /// One loop per cluster; they stop when the set is dropped.
     pub fn spawn(&self) -> JoinSet<()> {
         let mut set = JoinSet::new();

@@ -216,7 +216,12 @@ impl Clusters {
             ));
         }
         let dir = self.dir_of(job);
-        let mljm = self.mljm_on(cluster).await?;
+        // A SCRIPT runs its own command; the built-in types need mljm there.
+        let mljm = if job.job_type == "SCRIPT" {
+            String::new()
+        } else {
+            self.mljm_on(cluster).await?
+        };
         let script = batch::render(
             &batch::Job {
                 id: job.job_id,

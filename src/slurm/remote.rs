@@ -62,7 +62,8 @@ impl Slurm {
         }
     }
 
-    fn ssh(&self) -> Command {
+    /// `ssh` with this cluster's options; `control` (`-O exit`) goes before the destination.
+    fn ssh(&self, control: &[&str]) -> Command {
         let mut c = Command::new("ssh");
         let _ = std::fs::create_dir_all(&self.control_dir);
         #[cfg(unix)]
@@ -85,6 +86,7 @@ impl Slurm {
             .arg(format!("ControlPath={}", socket.display()))
             .args(["-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"])
             .args(["-o", "LogLevel=ERROR"])
+            .args(control)
             .arg(format!("{}@{}", self.cfg.user, self.cfg.host))
             .arg("--");
         c
@@ -146,7 +148,7 @@ impl Slurm {
     }
 
     async fn exec_ssh(&self, line: &str, stdin: Option<&[u8]>) -> Result<String, SlurmError> {
-        let mut c = self.ssh();
+        let mut c = self.ssh(&[]);
         c.arg(line);
         run(c, stdin, "ssh").await.map_err(|e| {
             let m = &e.0;
@@ -173,8 +175,7 @@ impl Slurm {
     /// Closes the SSH master connection, if any.
     pub async fn close(&self) {
         if self.cfg.submit == Submit::Ssh {
-            let mut c = self.ssh();
-            c.args(["-O", "exit"]);
+            let mut c = self.ssh(&["-O", "exit"]);
             let _ = tokio::time::timeout(Duration::from_secs(5), c.output()).await;
         }
     }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Backend, Options, TestApp, id, spawn_app_with};
 
-crate::on_both_backends!(slurm; a_script_runs_on_the_cluster_and_ends_as_slurm_says);
+crate::on_both_backends!(slurm; a_script_runs_on_the_cluster_and_ends_as_slurm_says, over_ssh);
 
 /// The cluster is one for the whole test binary: its tests take turns.
 static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -183,5 +183,187 @@ async fn a_script_runs_on_the_cluster_and_ends_as_slurm_says(b: Backend) {
     assert_eq!(
         app.delete(&format!("/api/jobs/{}", id(&ok))).await.status(),
         204
+    );
+}
+
+/// A loopback sshd on a free port with a host key and a client key made here; stopped on drop.
+struct Sshd {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sshd {
+    fn start() -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let keygen = |name: &str| {
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(name))
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ssh-keygen {name}");
+        };
+        keygen("host");
+        keygen("client");
+        keygen("stranger");
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("/usr/sbin/sshd")
+            .args([
+                "-D",
+                "-e",
+                "-p",
+                &port.to_string(),
+                "-o",
+                "ListenAddress=127.0.0.1",
+            ])
+            .arg("-h")
+            .arg(d.join("host"))
+            .arg("-o")
+            .arg(format!(
+                "AuthorizedKeysFile={}",
+                d.join("authorized_keys").display()
+            ))
+            .args(["-o", "StrictModes=no", "-o", "PasswordAuthentication=no"])
+            .arg("-o")
+            .arg(format!("PidFile={}", d.join("sshd.pid").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let host = std::fs::read_to_string(d.join("host.pub")).unwrap();
+        let host = host
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        std::fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {host}\n"),
+        )
+        .unwrap();
+        std::fs::write(d.join("empty_known_hosts"), "").unwrap();
+        Sshd { child, dir, port }
+    }
+
+    fn cluster(&self, name: &str, key: &str, known: &str) -> mljm::config::ClusterConfig {
+        let d = self.dir.path();
+        mljm::config::ClusterConfig {
+            name: name.into(),
+            submit: mljm::config::Submit::Ssh,
+            host: "127.0.0.1".into(),
+            port: self.port,
+            user: "root".into(),
+            identity_file: d.join(key).display().to_string(),
+            known_hosts: d.join(known).display().to_string(),
+            workspace: d.join("workspace").display().to_string(),
+            shared_fs: true,
+            path_map: Default::default(),
+            partition: String::new(),
+            account: String::new(),
+            time: String::new(),
+            sbatch_lines: Vec::new(),
+            setup_lines: Vec::new(),
+            poll_s: 5.0,
+            mljm_path: String::new(),
+            slurm_bin: String::new(),
+        }
+    }
+}
+
+/// The clusters the next SSH app is built with (the tweak is a plain fn; tests take turns).
+static SSH_CLUSTERS: std::sync::Mutex<Vec<mljm::config::ClusterConfig>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Over SSH (a loopback sshd): strict host keys, key authentication, sbatch through the
+/// one reused connection.
+async fn over_ssh(b: Backend) {
+    let _one = ONE_CLUSTER.lock().await;
+    let sshd = Sshd::start();
+    let clusters = vec![
+        sshd.cluster("ssh", "client", "known_hosts"),
+        sshd.cluster("unknown-host", "client", "empty_known_hosts"),
+        sshd.cluster("wrong-key", "stranger", "known_hosts"),
+    ];
+    let app = {
+        SSH_CLUSTERS.lock().unwrap().clone_from(&clusters);
+        spawn_app_with(
+            b,
+            Options {
+                tweak: |c| c.clusters = SSH_CLUSTERS.lock().unwrap().clone(),
+                ..Default::default()
+            },
+        )
+        .await
+    };
+    // An unknown host key and a refused key are clear errors at once, not hung jobs.
+    let resp = app.get("/api/clusters/unknown-host").await;
+    assert_eq!(resp.status(), 502);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("host key") && text.contains("refused"),
+        "{text}"
+    );
+    let resp = app.get("/api/clusters/wrong-key").await;
+    assert_eq!(resp.status(), 502);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains("stranger") && text.contains("refused"),
+        "{text}"
+    );
+    let list: Vec<Value> = app.get_json("/api/clusters").await;
+    let reachable: Vec<(&str, bool)> = list
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["reachable"] == true))
+        .collect();
+    assert_eq!(
+        reachable,
+        [("ssh", true), ("unknown-host", false), ("wrong-key", false)]
+    );
+
+    // A SCRIPT submitted with sbatch over the SSH connection completes, its output followed.
+    let resp = app
+        .post_job(
+            "SCRIPT",
+            &json!({"command": ["sh", "-c", "echo over ssh on $(hostname)"], "target": {"cluster": "ssh"}}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let job: Value = resp.json().await.unwrap();
+    app.run(&id(&job)).await;
+    let done = app.wait_phase(&id(&job), "COMPLETED", MINUTE).await;
+    assert_eq!(done["cluster"], "ssh");
+    app.wait_log(&id(&job), "over ssh on", MINUTE).await;
+    app.state.clusters.close().await;
+    let socket = format!("mljm-ssh-{}", std::process::id());
+    assert!(
+        std::process::Command::new("pgrep")
+            .args(["-f", &socket])
+            .output()
+            .unwrap()
+            .stdout
+            .is_empty(),
+        "the SSH master connection is closed"
     );
 }
