@@ -357,6 +357,30 @@ pub fn plain_name(s: &str) -> bool {
 }
 
 impl ClusterConfig {
+    /// A cluster with every optional key at its default (what an absent key gives).
+    pub fn new(name: &str, submit: Submit) -> ClusterConfig {
+        ClusterConfig {
+            name: name.into(),
+            submit,
+            host: String::new(),
+            port: ssh_port(),
+            user: String::new(),
+            identity_file: String::new(),
+            known_hosts: String::new(),
+            workspace: String::new(),
+            shared_fs: yes(),
+            path_map: Default::default(),
+            partition: String::new(),
+            account: String::new(),
+            time: String::new(),
+            sbatch_lines: Vec::new(),
+            setup_lines: Vec::new(),
+            poll_s: cluster_poll_s(),
+            mljm_path: String::new(),
+            slurm_bin: String::new(),
+        }
+    }
+
     fn check(&self) -> Result<(), String> {
         if !plain_name(&self.name) {
             return Err("name must be 1–64 letters, digits, '_', '-', '.' or '+'".into());

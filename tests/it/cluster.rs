@@ -21,24 +21,9 @@ async fn cluster_app(b: Backend) -> TestApp {
         Options {
             tweak: |c| {
                 c.clusters = vec![mljm::config::ClusterConfig {
-                    name: "test".into(),
-                    submit: mljm::config::Submit::Local,
-                    host: String::new(),
-                    port: 22,
-                    user: String::new(),
-                    identity_file: String::new(),
-                    known_hosts: String::new(),
-                    workspace: String::new(),
-                    shared_fs: true,
-                    path_map: Default::default(),
-                    partition: String::new(),
-                    account: String::new(),
-                    time: String::new(),
-                    sbatch_lines: Vec::new(),
-                    setup_lines: Vec::new(),
                     poll_s: 5.0,
                     mljm_path: env!("CARGO_BIN_EXE_mljm").into(),
-                    slurm_bin: String::new(),
+                    ..mljm::config::ClusterConfig::new("test", mljm::config::Submit::Local)
                 }]
             },
             ..Default::default()
@@ -270,24 +255,14 @@ impl Sshd {
     fn cluster(&self, name: &str, key: &str, known: &str) -> mljm::config::ClusterConfig {
         let d = self.dir.path();
         mljm::config::ClusterConfig {
-            name: name.into(),
-            submit: mljm::config::Submit::Ssh,
             host: "127.0.0.1".into(),
             port: self.port,
             user: "root".into(),
             identity_file: d.join(key).display().to_string(),
             known_hosts: d.join(known).display().to_string(),
             workspace: d.join("workspace").display().to_string(),
-            shared_fs: true,
-            path_map: Default::default(),
-            partition: String::new(),
-            account: String::new(),
-            time: String::new(),
-            sbatch_lines: Vec::new(),
-            setup_lines: Vec::new(),
             poll_s: 5.0,
-            mljm_path: String::new(),
-            slurm_bin: String::new(),
+            ..mljm::config::ClusterConfig::new(name, mljm::config::Submit::Ssh)
         }
     }
 }
