@@ -132,6 +132,7 @@ pub fn create_app(
         .configure(crate::files::pages::configure)
         .configure(crate::spectra::pages::configure)
         .configure(crate::active_learning::workspace::configure)
+        .configure(crate::clusters::pages::configure)
         .default_service(web::to(|| async {
             actix_web::ResponseError::error_response(&crate::pages::PageError(
                 crate::error::ApiError::NotFound("no such page".into()),

@@ -4,6 +4,7 @@
 pub mod active_learning;
 pub mod app;
 pub mod assets;
+pub mod child;
 pub mod cli;
 pub mod clusters;
 pub mod config;

@@ -222,7 +222,7 @@ fn write_case(
 /// `mljm run ACTIVE_ML` in a child: wall time, its peak RSS (from wait4) and what it wrote.
 fn iteration(exe: &Path, config: &Path, out: &Path, device: &str) -> anyhow::Result<Measured> {
     let t = Instant::now();
-    let child = Command::new(exe)
+    let child = crate::child::no_inherit(&mut Command::new(exe))
         .args(["run", "ACTIVE_ML", "--device", device, "--config"])
         .arg(config)
         .arg("--out")
@@ -272,7 +272,7 @@ fn wait_with_rusage(pid: u32) -> anyhow::Result<(i32, u64)> {
 fn keras(python: &Path, pool: &Path, work: &Path) -> anyhow::Result<f64> {
     let script = work.join("keras_pool.py");
     std::fs::File::create(&script)?.write_all(KERAS_SCRIPT.as_bytes())?;
-    let out = Command::new(python)
+    let out = crate::child::no_inherit(&mut Command::new(python))
         .arg(&script)
         .arg(pool)
         .output()

@@ -37,6 +37,9 @@ pub enum JobsCommand {
         phase: Option<String>,
         #[arg(long = "type")]
         job_type: Option<String>,
+        /// Only the tasks of this sweep (or the jobs made from this job).
+        #[arg(long)]
+        parent: Option<String>,
     },
     /// One job in full.
     Show { job_id: String },
@@ -53,6 +56,8 @@ pub enum JobsCommand {
         config: Option<PathBuf>,
         #[arg(long)]
         run: bool,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Queue a PENDING job.
     Run { job_id: String },
@@ -64,6 +69,66 @@ pub enum JobsCommand {
         #[arg(long, short)]
         follow: bool,
     },
+}
+
+/// Where a job runs (SPEC §8): these set the config's `target` (over the config file's).
+#[derive(Args, Debug, Default)]
+pub struct TargetArgs {
+    /// Run on this cluster of config.toml (SLURM).
+    #[arg(long)]
+    cluster: Option<String>,
+    #[arg(long, requires = "cluster")]
+    partition: Option<String>,
+    /// GPUs per job: "2" or "a100:2".
+    #[arg(long, requires = "cluster")]
+    gpus: Option<String>,
+    #[arg(long, requires = "cluster")]
+    cpus: Option<u32>,
+    /// Memory: "16G", "4000M".
+    #[arg(long, requires = "cluster")]
+    mem: Option<String>,
+    /// Time limit: minutes, "HH:MM:SS" or "D-HH:MM".
+    #[arg(long, requires = "cluster")]
+    time: Option<String>,
+    #[arg(long, requires = "cluster")]
+    account: Option<String>,
+    /// A sweep of SLURM array tasks, e.g. "0-99%10" (a SCRIPT reads SLURM_ARRAY_TASK_ID).
+    #[arg(long, requires = "cluster")]
+    array: Option<String>,
+}
+
+impl TargetArgs {
+    /// The config with these flags written into its `target` (and `array`).
+    fn apply(self, config: Option<Value>) -> anyhow::Result<Option<Value>> {
+        let Some(cluster) = self.cluster else {
+            return Ok(config);
+        };
+        let mut config = config.unwrap_or_else(|| json!({}));
+        let Some(obj) = config.as_object_mut() else {
+            anyhow::bail!("the config is not a JSON object");
+        };
+        let target = obj.entry("target").or_insert_with(|| json!({}));
+        if !target.is_object() {
+            *target = json!({});
+        }
+        target["cluster"] = json!(cluster);
+        for (key, value) in [
+            ("partition", self.partition.map(Value::from)),
+            ("gpus", self.gpus.map(Value::from)),
+            ("cpus", self.cpus.map(Value::from)),
+            ("mem", self.mem.map(Value::from)),
+            ("time", self.time.map(Value::from)),
+            ("account", self.account.map(Value::from)),
+        ] {
+            if let Some(v) = value {
+                target[key] = v;
+            }
+        }
+        if let Some(a) = self.array {
+            obj.insert("array".into(), json!(a));
+        }
+        Ok(Some(config))
+    }
 }
 
 /// Why a request got no answer, in words that say what to do about it.
@@ -95,13 +160,21 @@ fn unreachable(base: &str, e: &reqwest::Error) -> String {
     )
 }
 
-struct Client {
-    http: reqwest::Client,
+/// The server's API, with errors that say what to do.
+pub(super) struct Client {
+    pub http: reqwest::Client,
     base: String,
 }
 
 impl Client {
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+    pub fn new(server: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: server.to_string(),
+        }
+    }
+
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let resp = req
             .send()
             .await
@@ -118,7 +191,7 @@ impl Client {
         anyhow::bail!("{status}: {msg}")
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}/api{path}", self.base.trim_end_matches('/'))
     }
 
@@ -128,10 +201,7 @@ impl Client {
 }
 
 pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
-    let c = Client {
-        http: reqwest::Client::new(),
-        base: args.server.clone(),
-    };
+    let c = Client::new(&args.server);
     let print_job = |job: &JobView| -> anyhow::Result<()> {
         if args.json {
             println!("{}", serde_json::to_string_pretty(job)?);
@@ -146,10 +216,12 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
             limit,
             phase,
             job_type,
+            parent,
         } => {
             let mut q = vec![("offset", offset.to_string()), ("limit", limit.to_string())];
             q.extend(phase.map(|p| ("phase", p)));
             q.extend(job_type.map(|t| ("type", t)));
+            q.extend(parent.map(|p| ("parent", p)));
             let page: JobPage = c
                 .send(c.http.get(c.url("/jobs/")).query(&q))
                 .await?
@@ -170,6 +242,7 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
             description,
             config,
             run,
+            target,
         } => {
             let config: Option<Value> = match config {
                 None => None,
@@ -186,6 +259,7 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
                     )
                 }
             };
+            let config = target.apply(config)?;
             let body = json!({ "type": job_type, "label": label, "description": description, "config": config });
             let mut job = c.job(c.http.post(c.url("/jobs/")).json(&body)).await?;
             if run {
@@ -285,6 +359,17 @@ fn print_details(j: &JobView) {
             .map(|d| format!("{d:.3} s"))
             .unwrap_or_else(|| "-".into())
     );
+    if let Some(c) = &j.cluster {
+        println!("cluster:     {c}");
+        println!(
+            "slurm job:   {}",
+            j.external_id.as_deref().unwrap_or("- (not submitted yet)")
+        );
+        println!("node:        {}", j.node.as_deref().unwrap_or("-"));
+    }
+    if let Some(code) = j.exit_code {
+        println!("exit code:   {code}");
+    }
     if let Some(e) = &j.error {
         println!("error:       {e}");
     }

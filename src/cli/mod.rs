@@ -2,6 +2,7 @@
 //! and the `jobs` client.
 
 pub mod bench;
+pub mod clusters;
 pub mod demo;
 pub mod jobs;
 pub mod progress;
@@ -41,6 +42,8 @@ pub enum Command {
     Migrate(ServerArgs),
     /// Talk to a running server.
     Jobs(jobs::JobsArgs),
+    /// The SLURM clusters of a running server: `list`, `show NAME`.
+    Clusters(clusters::ClustersArgs),
     /// Run one job type in the foreground, without server or database.
     Run(run::RunArgs),
     /// Write a synthetic LAMOST survey (with known classes) and ready-made job configs.
@@ -128,6 +131,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Clusters(args) => clusters::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Demo(args) => demo::run(args, file).await,
         Command::SimulateAl(args) => simulate::run(args).await,

@@ -98,7 +98,7 @@ impl Registry {
 }
 
 /// Keys any job's config may carry besides its type's own: where it runs (SPEC §8).
-pub const COMMON_KEYS: &[&str] = &["target"];
+pub const COMMON_KEYS: &[&str] = &["target", "array", "array_parallelism", "array_task"];
 
 impl Default for Registry {
     fn default() -> Self {

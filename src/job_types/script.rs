@@ -99,6 +99,7 @@ async fn run_script(ctx: JobContext) -> anyhow::Result<()> {
     let cfg = ScriptConfig::parse(&ctx.config)?;
     ctx.log.line(&format!("running {:?}", cfg.command));
     let mut command = tokio::process::Command::new(&cfg.command[0]);
+    crate::child::no_inherit_async(&mut command);
     // The write end is held by this process alone (std's pipe closes both ends on exec): when
     // it dies, even by SIGKILL, the script's watcher reads end-of-file and takes the whole
     // process group with it.

@@ -158,6 +158,21 @@ pub struct JobView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub metrics: Option<serde_json::Value>,
+    /// Weights & Biases and MLflow runs its log names, on a single job's read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<super::links::RunLink>,
+}
+
+impl JobView {
+    /// The index of a sweep's task (SPEC §8).
+    pub fn task_index(&self) -> Option<u32> {
+        crate::slurm::sweep::task_index(self.config.as_ref())
+            .filter(|_| self.parent_job_id.is_some())
+    }
+
+    pub fn is_sweep(&self) -> bool {
+        crate::slurm::sweep::is_sweep(self.config.as_ref())
+    }
 }
 
 impl From<crate::queue::job::Model> for JobView {
@@ -181,6 +196,7 @@ impl From<crate::queue::job::Model> for JobView {
             node: m.node,
             exit_code: m.exit_code,
             metrics: None,
+            links: Vec::new(),
         }
     }
 }

@@ -41,6 +41,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(jobs_page))
         .route("/jobs/new", web::get().to(super::form::new_job_page))
         .route("/jobs/new", web::post().to(super::form::create_job))
+        .route(
+            "/jobs/new/targets",
+            web::get().to(super::form::target_choices),
+        )
         .route("/jobs/{job_id}", web::get().to(job_page))
         .route("/jobs/{job_id}/results", web::get().to(results_partial))
         .route("/jobs/{job_id}/log-tail", web::get().to(log_tail))
@@ -64,6 +68,8 @@ struct JobRows<'a> {
     queued: Option<u64>,
     phase: String,
     job_type: String,
+    /// Only the tasks of this sweep (or jobs made from this job), when set.
+    parent: String,
     next_offset: Option<u64>,
     prev_offset: Option<u64>,
 }
@@ -140,6 +146,7 @@ async fn jobs_page(
     };
     let phase = q.phase.clone().unwrap_or_default();
     let job_type = q.job_type.clone().unwrap_or_default();
+    let parent = q.parent.clone().unwrap_or_default();
     let page = service::list(&state, q).await?;
     let layout = Layout::new(&state, "jobs").await;
     let rows = JobRows {
@@ -149,6 +156,7 @@ async fn jobs_page(
         page: &page,
         phase,
         job_type,
+        parent,
     };
     if is_htmx(&req) {
         return html(rows.render());

@@ -9,7 +9,7 @@ use std::io::{Read, Seek, SeekFrom};
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::Expr,
+    QuerySelect, TransactionTrait, sea_query::Expr,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -18,11 +18,13 @@ use uuid::Uuid;
 use super::model::{Description, JobPage, JobView, Label, job_dir_path};
 use crate::{
     error::ApiError,
+    job_types::CheckError,
     queue::{
         Action, Phase, duration_s,
         job::{self, Column as C},
         transition,
     },
+    slurm::sweep::{self, Sweep},
     state::AppState,
 };
 
@@ -60,6 +62,9 @@ pub struct ListQuery {
     pub phase: Option<String>,
     #[serde(rename = "type")]
     pub job_type: Option<String>,
+    /// Only the jobs made from this one: a sweep's tasks, an active-learning chain's next
+    /// iteration.
+    pub parent: Option<String>,
 }
 
 pub const MAX_LIMIT: u64 = 1000;
@@ -75,12 +80,10 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
         .map(Description::parse)
         .transpose()?
         .map(Description::into_inner);
-    if let Some(cfg) = &new.config {
-        state
-            .registry
-            .check(&new.job_type, cfg, &state.workers.paths())?;
-        check_target(state, cfg).await?;
-    }
+    let sweep = match &new.config {
+        Some(cfg) => check_config(state, &new.job_type, cfg).await?,
+        None => None,
+    };
     if let Some(parent) = new.parent_job_id {
         find(state, parent)
             .await
@@ -93,16 +96,68 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
     if let Some(cfg) = &new.config {
         write_config(&dir, cfg)?;
     }
-    let row = job::ActiveModel {
+    let row = new_row(
+        id,
+        &new.job_type,
+        &label,
+        description.clone(),
+        dir_path,
+        new.config,
+        new.parent_job_id,
+    );
+    let txn = state.db.begin().await?;
+    job::Entity::insert(row).exec(&txn).await?;
+    if let Some(sweep) = sweep {
+        // Each task is a job of its own (its folder, config, phase and log), made now so that
+        // the sweep's page lists them from the start.
+        let mut rows = Vec::with_capacity(sweep.tasks.len());
+        for task in sweep.tasks {
+            let task_id = Uuid::new_v4();
+            let task_label = task_label(&label, task.index)?;
+            let task_dir = job_dir_path(&task_label, task_id);
+            let dir = state.workers.job_dir(&task_dir);
+            std::fs::create_dir_all(&dir)?;
+            write_config(&dir, &task.config)?;
+            rows.push(new_row(
+                task_id,
+                &new.job_type,
+                &task_label,
+                description.clone(),
+                task_dir,
+                Some(task.config),
+                Some(id),
+            ));
+        }
+        while !rows.is_empty() {
+            let rest = rows.split_off(rows.len().min(200));
+            job::Entity::insert_many(rows).exec(&txn).await?;
+            rows = rest;
+        }
+    }
+    txn.commit().await?;
+    get(state, id).await
+}
+
+/// A new PENDING job row.
+fn new_row(
+    id: Uuid,
+    job_type: &str,
+    label: &Label,
+    description: Option<String>,
+    dir_path: String,
+    config: Option<Value>,
+    parent: Option<Uuid>,
+) -> job::ActiveModel {
+    job::ActiveModel {
         job_id: Set(id),
-        job_type: Set(new.job_type),
+        job_type: Set(job_type.to_string()),
         label: Set(label.as_str().to_string()),
         description: Set(description),
         phase: Set(Phase::Pending),
         dir_path: Set(dir_path),
-        config: Set(new.config),
+        config: Set(config),
         error: Set(None),
-        parent_job_id: Set(new.parent_job_id),
+        parent_job_id: Set(parent),
         created_at: Set(Utc::now()),
         started_at: Set(None),
         ended_at: Set(None),
@@ -114,9 +169,59 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
         external_id: Set(None),
         node: Set(None),
         exit_code: Set(None),
-    };
-    job::Entity::insert(row).exec(&state.db).await?;
-    get(state, id).await
+    }
+}
+
+/// A sweep task's label: the sweep's, shortened to fit, and ` #INDEX`.
+fn task_label(sweep: &Label, index: u32) -> Result<Label, ApiError> {
+    let suffix = format!(" #{index}");
+    let keep = 50 - suffix.chars().count();
+    let base: String = sweep.as_str().chars().take(keep).collect();
+    Label::parse(&format!("{}{suffix}", base.trim_end()))
+}
+
+/// A config as its type reads it, and its target; a sweep's tasks each (the sweep itself
+/// may leave to its parameter sets what its type requires).
+async fn check_config(
+    state: &AppState,
+    job_type: &str,
+    cfg: &Value,
+) -> Result<Option<Sweep>, ApiError> {
+    let paths = state.workers.paths();
+    let sweep = sweep::of_config(cfg).map_err(|e| ApiError::invalid(e.field, e.message))?;
+    match &sweep {
+        None => state.registry.check(job_type, cfg, &paths)?,
+        Some(s) if cfg["array"].is_string() => {
+            if job_type != "SCRIPT" {
+                return Err(ApiError::invalid(
+                    "array",
+                    "an index range is for a SCRIPT that reads SLURM_ARRAY_TASK_ID; other \
+                     types take a list of parameter sets",
+                ));
+            }
+            state.registry.check(job_type, &s.tasks[0].config, &paths)?;
+        }
+        Some(s) => {
+            for (i, task) in s.tasks.iter().enumerate() {
+                state
+                    .registry
+                    .check(job_type, &task.config, &paths)
+                    .map_err(|e| match e {
+                        CheckError::Config(c) => ApiError::invalid(
+                            format!(
+                                "array[{i}]{}{}",
+                                if c.field.is_empty() { "" } else { "." },
+                                c.field
+                            ),
+                            c.message,
+                        ),
+                        other => other.into(),
+                    })?;
+            }
+        }
+    }
+    check_target(state, cfg).await?;
+    Ok(sweep)
 }
 
 fn write_config(dir: &std::path::Path, cfg: &Value) -> Result<(), ApiError> {
@@ -134,14 +239,14 @@ async fn find(state: &AppState, id: Uuid) -> Result<job::Model, ApiError> {
 
 pub async fn get(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     let mut view: JobView = find(state, id).await?.into();
-    let metrics = state
+    let dir = state
         .config
         .files_root()
-        .join(view.dir_path.trim_start_matches('/'))
-        .join("metrics.json");
-    view.metrics = std::fs::read(metrics)
+        .join(view.dir_path.trim_start_matches('/'));
+    view.metrics = std::fs::read(dir.join("metrics.json"))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
+    view.links = super::links::of_log(&dir.join("log.txt"));
     Ok(view)
 }
 
@@ -173,6 +278,9 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
             "cannot delete a job in phase {}: ABORT it first",
             job.phase
         )));
+    }
+    if sweep::is_sweep(job.config.as_ref()) {
+        delete_tasks(state, id).await?;
     }
     // A later iteration's result.h5 links this job's (and its training set is built from
     // it): deleting this one would break that one, so the chain goes from its end.
@@ -210,17 +318,60 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A sweep's tasks and their folders (none of them active).
+async fn delete_tasks(state: &AppState, sweep: Uuid) -> Result<(), ApiError> {
+    let tasks = job::Entity::find()
+        .filter(C::ParentJobId.eq(sweep))
+        .all(&state.db)
+        .await?;
+    if let Some(t) = tasks.iter().find(|t| t.phase.is_active()) {
+        return Err(ApiError::Conflict(format!(
+            "task {} of this sweep is {}: ABORT the sweep first",
+            t.label, t.phase
+        )));
+    }
+    job::Entity::delete_many()
+        .filter(C::ParentJobId.eq(sweep))
+        .filter(C::Phase.is_not_in([Phase::Queued, Phase::Processing]))
+        .exec(&state.db)
+        .await?;
+    for t in tasks {
+        let _ = std::fs::remove_dir_all(state.workers.job_dir(&t.dir_path));
+    }
+    Ok(())
+}
+
 /// PENDING → QUEUED; wakes the workers. The job's configuration is its folder's
 /// `config.json` (SPEC §2, as in the original, where users placed or edited it there): it is
 /// read and checked again here, and the job row keeps the config the job runs with.
 pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     let job = find(state, id).await?;
+    if let (Some(parent), Some(index)) = (job.parent_job_id, sweep::task_index(job.config.as_ref()))
+    {
+        return Err(ApiError::Conflict(format!(
+            "this is task {index} of sweep {parent}: it runs with its sweep (RUN the sweep)"
+        )));
+    }
     job.phase.transition(Action::Run)?;
     let config = folder_config(state, &job)?;
-    state
-        .registry
-        .check(&job.job_type, &config, &state.workers.paths())?;
-    let cluster = check_target(state, &config).await?.map(|t| t.cluster);
+    if sweep::is_sweep(job.config.as_ref()) || sweep::is_sweep(Some(&config)) {
+        let made = job.config.as_ref();
+        let key = |c: Option<&Value>, k: &str| c.and_then(|c| c.get(k)).cloned();
+        if ["array", "array_parallelism"]
+            .iter()
+            .any(|k| key(made, k) != key(Some(&config), k))
+        {
+            return Err(ApiError::invalid(
+                "array",
+                "a sweep's tasks are made when it is created: create a new sweep to change \
+                 its array",
+            ));
+        }
+    }
+    check_config(state, &job.job_type, &config).await?;
+    let cluster = crate::slurm::target::of_config(&config, &state.config)
+        .map_err(|e| ApiError::invalid(e.field, e.message))?
+        .map(|t| t.cluster);
     let won = transition(
         &state.db,
         id,
@@ -327,6 +478,16 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
             .is_some()
         {
             state.workers.cancel_here(id);
+            if sweep::is_sweep(job.config.as_ref()) {
+                // scancel of the array (below) stops every task; none is left waiting.
+                job::Entity::update_many()
+                    .filter(C::ParentJobId.eq(id))
+                    .filter(C::Phase.is_in([Phase::Pending, Phase::Queued, Phase::Processing]))
+                    .col_expr(C::Phase, Expr::value(Phase::Aborted))
+                    .col_expr(C::EndedAt, Expr::value(ended))
+                    .exec(&state.db)
+                    .await?;
+            }
             if let (Some(cluster), Some(external)) = (&job.cluster, &job.external_id) {
                 // SLURM stops it at once; its poll sees it CANCELLED.
                 if let Err(e) = state.clusters.cancel(cluster, external).await {
@@ -374,6 +535,16 @@ pub async fn submit(
             config[key] = v.clone();
         }
     }
+    if let Some(target) = task_manager_target(state, &form)? {
+        // The ML Task Manager's own keys (dataset_name, model_params, …) stay in the config,
+        // where the entrypoint can read them from config.json.
+        for (k, v) in form.as_object().into_iter().flatten() {
+            if !["label", "description", "command", "env", "timeout_s"].contains(&k.as_str()) {
+                config[k] = v.clone();
+            }
+        }
+        config["target"] = target;
+    }
     let new = NewJob {
         job_type: "SCRIPT".into(),
         label: text("label")
@@ -390,6 +561,56 @@ pub async fn submit(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
     }
     run(state, job.job_id).await
+}
+
+/// The ML Task Manager's placement (SPEC §8): `runner_location` names a cluster, and
+/// `clusters.<name>.infra_config` gives its partition (`instance_type`), container image
+/// (`image_name`) and `account`. `None` where the form runs here (no runner, or "local").
+fn task_manager_target(state: &AppState, form: &Value) -> Result<Option<Value>, ApiError> {
+    let runner = match form.get("runner_location") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(r)) if r.is_empty() || r == "local" => return Ok(None),
+        Some(Value::String(r)) => r.as_str(),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "config.runner_location",
+                "runner_location is the name of a cluster",
+            ));
+        }
+    };
+    if state.config.cluster(runner).is_none() {
+        let known: Vec<&str> = state
+            .config
+            .clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        return Err(ApiError::invalid(
+            "config.runner_location",
+            format!("no cluster {runner:?} in config.toml (it declares {known:?}, and \"local\")"),
+        ));
+    }
+    let infra = form
+        .get("clusters")
+        .and_then(|c| c.get(runner))
+        .and_then(|c| c.get("infra_config"));
+    let text = |k: &str| {
+        infra
+            .and_then(|i| i.get(k))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let mut target = serde_json::json!({ "cluster": runner });
+    if let Some(p) = text("instance_type") {
+        target["partition"] = p.into();
+    }
+    if let Some(a) = text("account") {
+        target["account"] = a.into();
+    }
+    if let Some(image) = text("image_name") {
+        target["container"] = serde_json::json!({ "image": image });
+    }
+    Ok(Some(target))
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -465,6 +686,11 @@ pub async fn list(state: &AppState, q: ListQuery) -> Result<JobPage, ApiError> {
     }
     if let Some(t) = q.job_type.as_deref().filter(|t| !t.is_empty()) {
         select = select.filter(C::JobType.eq(t));
+    }
+    if let Some(p) = q.parent.as_deref().filter(|p| !p.is_empty()) {
+        let parent = Uuid::parse_str(p)
+            .map_err(|_| ApiError::invalid("parent", format!("{p:?} is not a job id")))?;
+        select = select.filter(C::ParentJobId.eq(parent));
     }
     let total = select.clone().count(&state.db).await?;
     let rows = select

@@ -26,6 +26,17 @@ struct Batch<'a> {
     directives: Vec<String>,
     setup: Vec<String>,
     command: String,
+    /// `--array=…` of a sweep (empty otherwise).
+    array: String,
+    /// A sweep's tasks: each runs in its own job directory.
+    tasks: Vec<TaskLines>,
+}
+
+struct TaskLines {
+    index: u32,
+    job_id: String,
+    dir: String,
+    lines: Vec<String>,
 }
 
 /// What a job is, as the batch script needs it.
@@ -45,6 +56,45 @@ pub struct Job<'a> {
 pub const OUTPUT: &str = "slurm.out";
 
 pub fn render(job: &Job, target: &Target, cluster: &ClusterConfig) -> Result<String, String> {
+    let (exports, command) = command(job, target)?;
+    let mut batch = batch(job, target, cluster)?;
+    batch.setup.extend(exports);
+    batch.command = command;
+    batch.render().map_err(|e| format!("job.sbatch: {e}"))
+}
+
+/// A sweep's one script: `--array=spec`, and a `case` on `SLURM_ARRAY_TASK_ID` that runs each
+/// task in its own job directory with its output in that directory's `slurm.out`.
+pub fn render_sweep(
+    sweep: &Job,
+    tasks: &[(u32, Job)],
+    spec: &str,
+    target: &Target,
+    cluster: &ClusterConfig,
+) -> Result<String, String> {
+    let mut batch = batch(sweep, target, cluster)?;
+    batch.array = spec.to_string();
+    batch.output = format!("{}/slurm-%a.out", sweep.dir);
+    for (index, task) in tasks {
+        let (mut lines, command) = command(task, target)?;
+        lines.push(command);
+        batch.tasks.push(TaskLines {
+            index: *index,
+            job_id: task.id.to_string(),
+            dir: sh_quote(&task.dir),
+            lines,
+        });
+    }
+    batch.render().map_err(|e| format!("job.sbatch: {e}"))
+}
+
+/// The script around the command: `#SBATCH` lines from the target and the cluster's
+/// defaults, and the cluster's setup lines.
+fn batch<'a>(
+    job: &'a Job,
+    target: &Target,
+    cluster: &'a ClusterConfig,
+) -> Result<Batch<'a>, String> {
     let mut directives = Vec::new();
     if let Some(p) = or_default(&target.partition, &cluster.partition) {
         directives.push(format!("--partition={p}"));
@@ -86,6 +136,28 @@ pub fn render(job: &Job, target: &Target, cluster: &ClusterConfig) -> Result<Str
         setup.push("eval \"$(conda shell.bash hook)\"".into());
         setup.push(format!("conda activate {}", sh_quote(env)));
     }
+    let id = job.id.to_string();
+    Ok(Batch {
+        name: format!("mljm-{}", &id[..8]),
+        job_id: id,
+        job_type: job.job_type,
+        cluster: &cluster.name,
+        version: env!("CARGO_PKG_VERSION"),
+        output: format!("{}/{OUTPUT}", job.dir),
+        workdir: job.dir.clone(),
+        directives,
+        setup,
+        command: String::new(),
+        array: String::new(),
+        tasks: Vec::new(),
+    })
+}
+
+/// The job's command line, and the `export` lines of its environment.
+fn command(job: &Job, target: &Target) -> Result<(Vec<String>, String), String> {
+    let script_cfg = (job.job_type == "SCRIPT")
+        .then(|| ScriptConfig::parse(job.config).map_err(|e| e.to_string()))
+        .transpose()?;
     let (words, env): (Vec<String>, BTreeMap<String, String>) = match script_cfg {
         Some(s) => (s.command, s.env),
         // The built-in types run as `mljm run` does here; its log.txt is the job's log.
@@ -104,9 +176,10 @@ pub fn render(job: &Job, target: &Target, cluster: &ClusterConfig) -> Result<Str
             BTreeMap::new(),
         ),
     };
-    for (k, v) in &env {
-        setup.push(format!("export {}={}", sh_quote(k), sh_quote(v)));
-    }
+    let exports = env
+        .iter()
+        .map(|(k, v)| format!("export {}={}", sh_quote(k), sh_quote(v)))
+        .collect();
     let mut line: Vec<String> = Vec::new();
     if let Some(c) = &target.container {
         line.push(c.runtime.command().into());
@@ -122,21 +195,7 @@ pub fn render(job: &Job, target: &Target, cluster: &ClusterConfig) -> Result<Str
         // Its own lines go to log.txt; SLURM's file keeps what the script itself says.
         command.push_str(" >/dev/null 2>&1");
     }
-    let id = job.id.to_string();
-    Batch {
-        name: format!("mljm-{}", &id[..8]),
-        job_id: id,
-        job_type: job.job_type,
-        cluster: &cluster.name,
-        version: env!("CARGO_PKG_VERSION"),
-        output: format!("{}/{OUTPUT}", job.dir),
-        workdir: job.dir.clone(),
-        directives,
-        setup,
-        command,
-    }
-    .render()
-    .map_err(|e| format!("job.sbatch: {e}"))
+    Ok((exports, command))
 }
 
 /// One `sinfo -h -a -N -O Partition:|,Available:|,CPUsState:|,Gres:|,GresUsed:|,NodeHost:|`

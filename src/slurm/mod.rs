@@ -8,6 +8,7 @@
 pub mod batch;
 mod poll;
 pub mod remote;
+pub mod sweep;
 pub mod target;
 
 use std::{
@@ -166,7 +167,9 @@ impl Clusters {
                             backoff.as_secs_f64()
                         );
                         next_poll = Instant::now() + backoff;
-                        backoff = (backoff * 2).min(Duration::from_secs(600));
+                        // At most a minute apart (or poll_s), so that the end of an outage is
+                        // seen soon after it.
+                        backoff = (backoff * 2).min(poll_every.max(Duration::from_secs(60)));
                     }
                 }
             }

@@ -9,8 +9,9 @@ use std::{
 };
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Expr};
+use serde_json::Value;
 
-use super::{Cluster, Clusters, batch, target::Target};
+use super::{Cluster, Clusters, batch, sweep, target::Target};
 use crate::{
     config::Submit,
     job_types::JobLog,
@@ -71,7 +72,7 @@ fn meaning(state: &str) -> Option<Meaning> {
     })
 }
 
-/// `squeue -h -O JobId:|,State:|,NodeList:|,Reason:|,exit_code:` → by job id.
+/// `squeue -h -r -O JobArrayID:|,State:|,NodeList:|,Reason:|,exit_code:` → by job id.
 pub fn parse_squeue(out: &str) -> HashMap<String, Seen> {
     out.lines()
         .filter_map(|l| {
@@ -172,6 +173,9 @@ impl Clusters {
                         .col_expr(C::ExternalId, Expr::value(id.clone()))
                         .exec(&self.db)
                         .await?;
+                    if sweep::is_sweep(job.config.as_ref()) {
+                        self.queue_tasks(cluster, &job, &id).await?;
+                    }
                     // ABORTed while sbatch ran: SLURM must not run it either.
                     let now = job::Entity::find_by_id(job.job_id).one(&self.db).await?;
                     if now.is_none_or(|j| j.phase == Phase::Aborted) {
@@ -222,18 +226,35 @@ impl Clusters {
         } else {
             self.mljm_on(cluster).await?
         };
-        let script = batch::render(
-            &batch::Job {
-                id: job.job_id,
-                job_type: &job.job_type,
-                config: &config,
-                dir: self.remote_path(cluster, &dir),
-                data_dir: self.remote_path(cluster, &self.data_dir),
-                mljm,
-            },
-            &target,
-            cfg,
-        )?;
+        let this = batch::Job {
+            id: job.job_id,
+            job_type: &job.job_type,
+            config: &config,
+            dir: self.remote_path(cluster, &dir),
+            data_dir: self.remote_path(cluster, &self.data_dir),
+            mljm: mljm.clone(),
+        };
+        let script = match sweep::of_config(&config).map_err(|e| e.to_string())? {
+            None => batch::render(&this, &target, cfg)?,
+            Some(s) => {
+                let tasks = self.tasks_of(job).await?;
+                let jobs = tasks
+                    .iter()
+                    .map(|(index, t)| {
+                        let job = batch::Job {
+                            id: t.job_id,
+                            job_type: &t.job_type,
+                            config: t.config.as_ref().unwrap_or(&Value::Null),
+                            dir: self.remote_path(cluster, &self.dir_of(t)),
+                            data_dir: this.data_dir.clone(),
+                            mljm: mljm.clone(),
+                        };
+                        (*index, job)
+                    })
+                    .collect::<Vec<_>>();
+                batch::render_sweep(&this, &jobs, &s.array_spec(), &target, cfg)?
+            }
+        };
         let path = dir.join("job.sbatch");
         std::fs::write(&path, script).map_err(|e| format!("{}: {e}", path.display()))?;
         let out = cluster
@@ -250,6 +271,118 @@ impl Clusters {
             return Err(format!("sbatch answered {out:?}, not a job id"));
         }
         Ok(id)
+    }
+
+    /// A sweep's tasks with their indexes, by index.
+    async fn tasks_of(&self, sweep: &job::Model) -> Result<Vec<(u32, job::Model)>, String> {
+        let mut tasks: Vec<(u32, job::Model)> = job::Entity::find()
+            .filter(C::ParentJobId.eq(sweep.job_id))
+            .all(&self.db)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|t| Some((sweep::task_index(t.config.as_ref())?, t)))
+            .collect();
+        tasks.sort_by_key(|(i, _)| *i);
+        Ok(tasks)
+    }
+
+    /// The sweep is SLURM array `id`: its waiting tasks are queued as `id_INDEX`.
+    async fn queue_tasks(
+        &self,
+        cluster: &Cluster,
+        sweep: &job::Model,
+        id: &str,
+    ) -> Result<(), sea_orm::DbErr> {
+        let tasks = self.tasks_of(sweep).await.map_err(sea_orm::DbErr::Custom)?;
+        for (index, task) in tasks {
+            transition(
+                &self.db,
+                task.job_id,
+                Phase::Pending,
+                Action::Run,
+                None,
+                vec![
+                    (C::Cluster, Expr::value(cluster.slurm.name())),
+                    (C::ExternalId, Expr::value(format!("{id}_{index}"))),
+                ],
+            )
+            .await
+            .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+            if let Ok(log) = JobLog::open(&self.dir_of(&task).join("log.txt")) {
+                log.line(&format!("submitted as task {index} of SLURM array {id}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A sweep's phase from its tasks': running once one has started, and when all have
+    /// ended COMPLETED, or ERROR naming the failed ones, or ABORTED.
+    async fn summarise(&self, cluster: &Cluster, sweep: &job::Model) -> Result<(), String> {
+        let tasks = self.tasks_of(sweep).await?;
+        let started = tasks
+            .iter()
+            .any(|(_, t)| t.phase != Phase::Queued && t.phase != Phase::Pending);
+        let mut sweep = sweep.clone();
+        if started && sweep.phase == Phase::Queued {
+            let now = chrono::Utc::now();
+            let moved = transition(
+                &self.db,
+                sweep.job_id,
+                Phase::Queued,
+                Action::Claim,
+                Some(sweep.attempt),
+                vec![
+                    (C::Attempt, Expr::value(sweep.attempt + 1)),
+                    (
+                        C::WorkerId,
+                        Expr::value(format!("slurm:{}", cluster.slurm.name())),
+                    ),
+                    (C::HeartbeatMs, Expr::value(now_ms())),
+                    (C::StartedAt, Expr::value(now)),
+                ],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            if moved.is_none() {
+                return Ok(());
+            }
+            sweep.phase = Phase::Processing;
+            sweep.started_at = Some(now);
+        }
+        if tasks.is_empty()
+            || tasks
+                .iter()
+                .any(|(_, t)| t.phase.is_active() || t.phase == Phase::Pending)
+        {
+            return Ok(());
+        }
+        let failed: Vec<String> = tasks
+            .iter()
+            .filter(|(_, t)| t.phase == Phase::Error)
+            .map(|(i, t)| format!("task {i}: {}", t.error.as_deref().unwrap_or("failed")))
+            .collect();
+        let aborted = tasks
+            .iter()
+            .filter(|(_, t)| t.phase == Phase::Aborted)
+            .count();
+        let n = tasks.len();
+        let (action, why) = if !failed.is_empty() {
+            let mut why = format!("{} of {n} tasks failed: {}", failed.len(), failed[0]);
+            if failed.len() > 1 {
+                why.push_str(&format!(" (and {} more)", failed.len() - 1));
+            }
+            (Action::Fail, Some(why))
+        } else if aborted > 0 {
+            (
+                Action::Abort,
+                Some(format!("{aborted} of {n} tasks were cancelled")),
+            )
+        } else {
+            (Action::Complete, None)
+        };
+        self.end(cluster, &sweep, action, why, None).await;
+        Ok(())
     }
 
     /// The mljm binary the cluster runs: `mljm_path`, this binary on a local cluster, or this
@@ -299,13 +432,30 @@ impl Clusters {
             .all(&self.db)
             .await
             .map_err(|e| e.to_string())?;
-        if active.is_empty() {
-            return Ok(());
+        // A sweep's own phase follows its tasks' (they are the rows SLURM reports on).
+        let (sweeps, active): (Vec<_>, Vec<_>) = active
+            .into_iter()
+            .partition(|j| sweep::is_sweep(j.config.as_ref()));
+        if !active.is_empty() {
+            self.poll_jobs(cluster, active).await?;
         }
-        let ids: Vec<&str> = active
+        for s in sweeps {
+            if let Err(e) = self.summarise(cluster, &s).await {
+                tracing::warn!("sweep {}: {e}", s.job_id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn poll_jobs(&self, cluster: &Cluster, active: Vec<job::Model>) -> Result<(), String> {
+        // An array task is `ID_INDEX`: one ID asks about every task of the array.
+        let mut ids: Vec<&str> = active
             .iter()
             .filter_map(|j| j.external_id.as_deref())
+            .map(|e| e.split('_').next().unwrap_or(e))
             .collect();
+        ids.sort_unstable();
+        ids.dedup();
         cluster.polls.fetch_add(1, Ordering::Relaxed);
         let out = cluster
             .slurm
@@ -314,10 +464,12 @@ impl Clusters {
                 &[
                     "-h".into(),
                     "--states=all".into(),
+                    // One row per array task, pending ones included, named `ID_INDEX`.
+                    "-r".into(),
                     "-j".into(),
                     ids.join(","),
                     "-O".into(),
-                    "JobId:|,State:|,NodeList:|,Reason:|,exit_code:".into(),
+                    "JobArrayID:|,State:|,NodeList:|,Reason:|,exit_code:".into(),
                 ],
             )
             .await;
@@ -331,7 +483,14 @@ impl Clusters {
             let id = job.external_id.clone().unwrap_or_default();
             let state = match seen.get(&id) {
                 Some(s) => Some(s.clone()),
-                None => self.ask_alone(cluster, &id).await,
+                None => match self.ask_alone(cluster, &id).await {
+                    Ok(s) => s,
+                    // The controller did not answer: the job is left as it is until it does.
+                    Err(e) => {
+                        tracing::warn!("job {}: poll failed: {e}", job.job_id);
+                        continue;
+                    }
+                },
             };
             match state {
                 Some(s) => {
@@ -352,16 +511,24 @@ impl Clusters {
         Ok(())
     }
 
-    async fn ask_alone(&self, cluster: &Cluster, id: &str) -> Option<Seen> {
-        if let Ok(out) = cluster
+    /// A job `squeue` did not list: `scontrol show job`, then `sacct`. `Ok(None)` when SLURM
+    /// says it does not know the id; `Err` when the controller did not answer, so that an
+    /// outage never ends a job.
+    async fn ask_alone(&self, cluster: &Cluster, id: &str) -> Result<Option<Seen>, String> {
+        match cluster
             .slurm
             .call("scontrol", &["show".into(), "job".into(), id.into()])
             .await
-            && let Some(s) = parse_scontrol(&out)
         {
-            return Some(s);
+            Ok(out) => {
+                if let Some(s) = parse_scontrol(&out) {
+                    return Ok(Some(s));
+                }
+            }
+            Err(e) if e.0.contains("Invalid job id") => {}
+            Err(e) => return Err(e.0),
         }
-        let out = cluster
+        let Ok(out) = cluster
             .slurm
             .call(
                 "sacct",
@@ -376,16 +543,21 @@ impl Clusters {
                 ],
             )
             .await
-            .ok()?;
-        let line = out.lines().next()?;
+        else {
+            // No accounting on this cluster: scontrol's answer was the last word.
+            return Ok(None);
+        };
+        let Some(line) = out.lines().next() else {
+            return Ok(None);
+        };
         let f: Vec<&str> = line.split('|').collect();
         let status = f.get(4).and_then(|e| wait_status(e));
-        Some(Seen {
-            state: f.get(1)?.to_string(),
+        Ok(f.get(1).map(|state| Seen {
+            state: state.to_string(),
             node: f.get(2).unwrap_or(&"").to_string(),
             reason: f.get(3).unwrap_or(&"").to_string(),
             status,
-        })
+        }))
     }
 
     async fn apply(&self, cluster: &Cluster, job: &job::Model, s: &Seen) -> Result<(), String> {

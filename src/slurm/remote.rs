@@ -65,6 +65,7 @@ impl Slurm {
     /// `ssh` with this cluster's options; `control` (`-O exit`) goes before the destination.
     fn ssh(&self, control: &[&str]) -> Command {
         let mut c = Command::new("ssh");
+        crate::child::no_inherit_async(&mut c);
         let _ = std::fs::create_dir_all(&self.control_dir);
         #[cfg(unix)]
         {
@@ -134,7 +135,7 @@ impl Slurm {
         match self.cfg.submit {
             Submit::Local => {
                 let mut c = Command::new(program);
-                c.args(args);
+                crate::child::no_inherit_async(&mut c).args(args);
                 run(c, stdin, program).await
             }
             Submit::Ssh => {

@@ -597,6 +597,7 @@ async fn abort_during_training_stops_within_a_second_and_frees_the_gpu_slot(b: B
         crate::helpers::Options {
             workers: 2,
             tweak: |c| c.gpu.slots = 1,
+            ..Default::default()
         },
     )
     .await;
@@ -890,7 +891,7 @@ with h5py.File(sys.argv[1], "r") as r, h5py.File(sys.argv[2], "r") as p:
     assert len(r["labels"]) == len(names) and r["entropies"].dtype == np.float64
     print("h5py read", len(names), "spectra")
 "#;
-    let out = std::process::Command::new(&python)
+    let out = mljm::child::no_inherit(&mut std::process::Command::new(&python))
         .args(["-c", script])
         .arg(dirs[2].join("result.h5"))
         .arg(fixtures().join("preprocessing/expected_result.h5"))

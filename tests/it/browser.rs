@@ -22,11 +22,11 @@ on_both_backends!(
 );
 
 /// One chromium at a time: on two cores, parallel browsers only make each other time out.
-static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-fn shots(b: &Backend, test: &str) -> PathBuf {
+pub fn shots(b: &Backend, test: &str) -> PathBuf {
     let backend = match b {
         Backend::Sqlite => "sqlite",
         Backend::Postgres(_) => "postgres",

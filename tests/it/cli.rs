@@ -9,12 +9,14 @@ use crate::helpers::{Backend, TestApp, spawn_app};
 crate::on_both_backends!(the_jobs_client_creates_runs_lists_shows_and_tails);
 
 async fn mljm(app: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
-        .args(["jobs", "--server", &app.address])
-        .args(args)
-        .output()
-        .await
-        .expect("mljm runs");
+    let out = mljm::child::no_inherit_async(&mut tokio::process::Command::new(env!(
+        "CARGO_BIN_EXE_mljm"
+    )))
+    .args(["jobs", "--server", &app.address])
+    .args(args)
+    .output()
+    .await
+    .expect("mljm runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -79,11 +81,13 @@ async fn the_jobs_client_says_when_nothing_answers() {
         .unwrap()
         .port();
     let server = format!("http://127.0.0.1:{port}");
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
-        .args(["jobs", "--server", &server, "list"])
-        .output()
-        .await
-        .expect("mljm runs");
+    let out = mljm::child::no_inherit_async(&mut tokio::process::Command::new(env!(
+        "CARGO_BIN_EXE_mljm"
+    )))
+    .args(["jobs", "--server", &server, "list"])
+    .output()
+    .await
+    .expect("mljm runs");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(

@@ -43,6 +43,14 @@ macro_rules! on_both_backends {
             async fn $name() { super::$name($crate::helpers::Backend::postgres()).await })*
         }
     };
+    (slurm_browser; $($name:ident),* $(,)?) => {
+        // Pages of the cluster in a browser: what they show comes from SLURM, not the database.
+        mod in_the_browser {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(all(mljm_slurm_tests, mljm_browser_tests)), ignore = "SLURM page in the browser: build the tests with MLJM_REQUIRE_SLURM=1 and MLJM_REQUIRE_BROWSER=1")]
+            async fn $name() { super::$name($crate::helpers::Backend::Sqlite).await })*
+        }
+    };
     (browser; $($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,6 +153,8 @@ pub struct TestApp {
 pub struct Options {
     pub workers: usize,
     pub tweak: fn(&mut Config),
+    /// `[[clusters]]`, when not empty.
+    pub clusters: Vec<mljm::config::ClusterConfig>,
 }
 
 impl Default for Options {
@@ -152,6 +162,7 @@ impl Default for Options {
         Options {
             workers: 2,
             tweak: |_| {},
+            clusters: Vec::new(),
         }
     }
 }
@@ -173,6 +184,9 @@ pub async fn spawn_app_with(backend: Backend, opts: Options) -> TestApp {
     config.worker.concurrency = opts.workers;
     config.worker.poll_s = 0.2;
     (opts.tweak)(&mut config);
+    if !opts.clusters.is_empty() {
+        config.clusters = opts.clusters;
+    }
     let app = Application::build(config.clone())
         .await
         .expect("app builds");
@@ -337,7 +351,8 @@ impl Api {
 /// no config file, and its log in `log`; the caller adds arguments and spawns it.
 pub fn mljm_child(args: &[&str], log: &std::path::Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mljm"));
-    cmd.args(args)
+    mljm::child::no_inherit(&mut cmd)
+        .args(args)
         .env("MLJM_WORKER__HEARTBEAT_S", "0.5")
         .env("MLJM_WORKER__LOST_AFTER_S", "3")
         .env("MLJM_WORKER__POLL_S", "0.2")
@@ -365,7 +380,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
+    mljm::child::no_inherit(&mut std::process::Command::new(env!("CARGO_BIN_EXE_mljm")))
         .args(args)
         .output()
         .unwrap()

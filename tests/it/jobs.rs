@@ -19,6 +19,7 @@ crate::on_both_backends!(
     an_external_runner_can_end_a_processing_job,
     deleting_a_job_deletes_its_labellings,
     the_new_job_form_creates_runs_and_copies_a_job,
+    run_links_in_the_log_are_listed_and_linked,
 );
 
 async fn a_script_job_goes_from_pending_to_completed_with_its_log(b: Backend) {
@@ -664,4 +665,42 @@ async fn the_new_job_form_creates_runs_and_copies_a_job(b: Backend) {
     assert_eq!(resp.status(), 413);
     assert!(resp.text().await.unwrap().contains("server.json_limit"));
     assert_eq!(total().await, jobs_before);
+}
+
+/// A Weights & Biases and an MLflow run printed in the log are `links` of the job and links
+/// on its page; a plain URL is neither.
+async fn run_links_in_the_log_are_listed_and_linked(b: Backend) {
+    let app = spawn_app(b).await;
+    let job = app
+        .create_script(
+            "tracked",
+            "echo 'wandb: 🚀 View run at https://wandb.ai/ondrejov/lamost/runs/3kx9q2ab'; \
+             echo 'see https://example.org/docs'; \
+             echo '🏃 View run owl at: http://127.0.0.1:5000/#/experiments/1/runs/9f1c2e'",
+        )
+        .await;
+    app.run(&id(&job)).await;
+    app.wait_phase(&id(&job), "COMPLETED", Duration::from_secs(30))
+        .await;
+    let done = app.job(&id(&job)).await;
+    assert_eq!(
+        done["links"],
+        json!([
+            {"kind": "wandb", "url": "https://wandb.ai/ondrejov/lamost/runs/3kx9q2ab"},
+            {"kind": "mlflow", "url": "http://127.0.0.1:5000/#/experiments/1/runs/9f1c2e"},
+        ])
+    );
+    let page = app
+        .get(&format!("/jobs/{}", id(&job)))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(r#"href="https://wandb.ai/ondrejov/lamost/runs/3kx9q2ab""#)
+            && page.contains("MLflow run"),
+        "{page}"
+    );
+    // (The page shows the config, so the plain URL is there as text, but not as a link.)
+    assert!(!page.contains(r#"href="https://example.org"#));
 }

@@ -24,11 +24,11 @@ crate::on_both_backends!(
     a_data_dir_path_that_leaves_the_spectra_root_is_refused,
 );
 
-fn fixture() -> PathBuf {
+pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocessing")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
@@ -40,7 +40,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn prep_config(data_dir_path: &str) -> Value {
+pub fn prep_config(data_dir_path: &str) -> Value {
     json!({"data_dir_path": data_dir_path, "wave_start_point": 3800, "wave_end_point": 9000, "wave_point_count": 600})
 }
 
@@ -570,7 +570,7 @@ fn a_header_that_lies_costs_no_more_memory_than_the_file_limit() {
         let config = prep_config(dir.join("spectra").to_str().unwrap());
         std::fs::write(dir.join("prep.json"), config.to_string()).unwrap();
         let (code, _, peak) = crate::helpers::run_peak_rss(
-            std::process::Command::new(env!("CARGO_BIN_EXE_mljm"))
+            mljm::child::no_inherit(&mut std::process::Command::new(env!("CARGO_BIN_EXE_mljm")))
                 .args(["run", "DATA_PREPROCESSING", "--config"])
                 .arg(dir.join("prep.json"))
                 .arg("--out")

@@ -55,6 +55,7 @@ async fn two_worker_processes_and_serve_run_thirty_jobs_exactly_once(b: Backend)
         Options {
             workers: 1,
             tweak: fast_heartbeat,
+            ..Default::default()
         },
     )
     .await;
@@ -130,6 +131,7 @@ async fn a_killed_worker_loses_its_job_and_the_next_job_runs(b: Backend) {
         Options {
             workers: 0,
             tweak: fast_heartbeat,
+            ..Default::default()
         },
     )
     .await;

@@ -30,7 +30,7 @@ fn the_readmes_systemd_unit_passes_systemd_analyze_verify() {
         unit.replace("/usr/local/bin/mljm", env!("CARGO_BIN_EXE_mljm")),
     )
     .unwrap();
-    let out = std::process::Command::new("systemd-analyze")
+    let out = mljm::child::no_inherit(&mut std::process::Command::new("systemd-analyze"))
         .arg("verify")
         .arg(&path)
         .output()

@@ -23,13 +23,23 @@ on_both_backends!(
 
 /// A `mljm serve` child process on a free port; its [`Api`] methods are reached through
 /// `Deref`.
-struct Serve {
+pub struct Serve {
     child: Child,
     http: Api,
 }
 
 impl Serve {
     async fn start(data_dir: &Path, db: &TestDb, log: &Path) -> Serve {
+        Serve::start_with_config(data_dir, db, log, Path::new("/dev/null")).await
+    }
+
+    /// With `config` as its `config.toml`.
+    pub async fn start_with_config(
+        data_dir: &Path,
+        db: &TestDb,
+        log: &Path,
+        config: &Path,
+    ) -> Serve {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -40,6 +50,7 @@ impl Serve {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(data_dir)
+            .env("MLJM_CONFIG", config)
             .spawn()
             .expect("mljm serve starts");
         let serve = Serve {
@@ -58,7 +69,7 @@ impl Serve {
         serve
     }
 
-    fn kill9(mut self) {
+    pub fn kill9(mut self) {
         self.child.kill().unwrap(); // SIGKILL
         self.child.wait().unwrap();
     }

@@ -46,7 +46,7 @@ impl Browser {
         );
         let port = free_port();
         // Its own process group, so that the browsers it starts can be killed with it.
-        let child = Command::new(driver)
+        let child = mljm::child::no_inherit(&mut Command::new(driver))
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

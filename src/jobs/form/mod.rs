@@ -45,14 +45,92 @@ struct NewJobPage {
     use_json: bool,
     config_json: String,
     h5_files: Vec<String>,
+    /// The clusters of config.toml (none: the form has no "where it runs").
+    clusters: Vec<String>,
+    /// `target.cluster`, `target.partition`, `target.gpus`, `target.time` as entered.
+    target: HashMap<String, String>,
     /// Errors that belong to no form field: type, label, description, the JSON.
     errors: HashMap<String, String>,
 }
+
+/// The partitions and GPU types the form offers for one cluster (`/jobs/new/targets`).
+#[derive(Template)]
+#[template(path = "jobs/targets.html")]
+struct TargetChoices {
+    cluster: String,
+    partitions: Vec<String>,
+    gpus: Vec<String>,
+    error: Option<String>,
+}
+
+/// The form's `target.*` fields.
+const TARGET_FIELDS: [&str; 4] = ["cluster", "partition", "gpus", "time"];
 
 impl NewJobPage {
     fn error(&self, field: &str) -> Option<&String> {
         self.errors.get(field)
     }
+
+    fn target_value(&self, field: &str) -> &str {
+        self.target.get(field).map_or("", String::as_str)
+    }
+}
+
+/// The form's cluster fields into the config's `target` (over one the JSON gives).
+fn apply_target(config: &mut Value, values: &HashMap<String, String>) {
+    let Some(cluster) = values.get("target.cluster").filter(|c| !c.is_empty()) else {
+        return;
+    };
+    let mut target = Map::new();
+    target.insert("cluster".into(), cluster.as_str().into());
+    for f in &TARGET_FIELDS[1..] {
+        if let Some(v) = values
+            .get(&format!("target.{f}"))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+        {
+            target.insert((*f).into(), v.into());
+        }
+    }
+    if let Some(obj) = config.as_object_mut() {
+        obj.insert("target".into(), Value::Object(target));
+    }
+}
+
+/// `GET /jobs/new/targets?cluster=NAME`: the cluster's partitions and GPU types as the
+/// form's suggestions (one cached `sinfo`), or why the cluster did not answer.
+pub async fn target_choices(
+    state: web::Data<AppState>,
+    q: web::Query<HashMap<String, String>>,
+) -> Result<HttpResponse, PageError> {
+    let cluster = q.get("target.cluster").cloned().unwrap_or_default();
+    let mut page = TargetChoices {
+        cluster: cluster.clone(),
+        partitions: Vec::new(),
+        gpus: Vec::new(),
+        error: None,
+    };
+    if !cluster.is_empty() {
+        match crate::clusters::routes::info(&state, &cluster).await {
+            Ok(info) => {
+                for p in &info.partitions {
+                    page.partitions.push(p.name.clone());
+                    for g in &p.gpus {
+                        let kind = if g.kind.is_empty() {
+                            "1".to_string()
+                        } else {
+                            format!("{}:1", g.kind)
+                        };
+                        if !page.gpus.contains(&kind) {
+                            page.gpus.push(kind);
+                        }
+                    }
+                }
+            }
+            Err(e) => page.error = Some(e.to_string()),
+        }
+    }
+    crate::pages::html(page.render())
 }
 
 #[derive(Deserialize)]
@@ -236,6 +314,18 @@ async fn render(
         use_json: values.get("use_json").is_some_and(|v| v == "on") || jt.form().is_empty(),
         config_json,
         h5_files,
+        clusters: state
+            .clusters
+            .all()
+            .map(|c| c.slurm.name().to_string())
+            .collect(),
+        target: TARGET_FIELDS
+            .iter()
+            .filter_map(|f| {
+                let key = format!("target.{f}");
+                values.get(&key).map(|v| (f.to_string(), v.clone()))
+            })
+            .collect(),
         errors,
     };
     html_status(status, page.render())
@@ -319,6 +409,11 @@ pub async fn new_job_page(
                 values.insert(format!("cfg.{k}"), form_text(v));
             }
         }
+        for f in TARGET_FIELDS {
+            if let Some(v) = config.get("target").and_then(|t| t.get(f)) {
+                values.insert(format!("target.{f}"), form_text(v));
+            }
+        }
         values.insert(
             "config_json".into(),
             serde_json::to_string_pretty(config).unwrap_or_default(),
@@ -373,7 +468,8 @@ pub async fn create_job(
         .await;
     }
     let created = match config {
-        Ok(config) => {
+        Ok(mut config) => {
+            apply_target(&mut config, &values);
             let text = |k: &str| values.get(k).cloned().filter(|s| !s.is_empty());
             let new = NewJob {
                 job_type: jt.name().to_string(),
