@@ -80,6 +80,10 @@ pub struct ClusterConfig {
     /// The mljm binary on the cluster; empty: this binary, copied into the workspace.
     #[serde(default)]
     pub mljm_path: String,
+    /// The mljm binary on this host that is copied there when `mljm_path` is empty; empty:
+    /// the running program (set it where mljm runs embedded in another program).
+    #[serde(default)]
+    pub local_mljm: String,
     /// A directory holding the SLURM commands; empty: found on PATH.
     #[serde(default)]
     pub slurm_bin: String,
@@ -377,6 +381,7 @@ impl ClusterConfig {
             setup_lines: Vec::new(),
             poll_s: cluster_poll_s(),
             mljm_path: String::new(),
+            local_mljm: String::new(),
             slurm_bin: String::new(),
         }
     }

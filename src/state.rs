@@ -52,7 +52,16 @@ impl AppState {
             extensions.success_hooks,
         )?;
         let storage = Storage::open(&config.files_root())?;
-        let clusters = Clusters::new(&config, db.clone(), workers.success_hooks.clone());
+        let (types, paths) = (registry.clone(), workers.paths());
+        let inputs: crate::slurm::Inputs = Arc::new(move |job_type, config| {
+            types.get(job_type).map_or_else(Vec::new, |t| {
+                t.paths(config)
+                    .into_iter()
+                    .filter_map(|(field, root, path)| paths.resolve(root, field, &path).ok())
+                    .collect()
+            })
+        });
+        let clusters = Clusters::new(&config, db.clone(), workers.success_hooks.clone(), inputs);
         Ok(AppState {
             db,
             config: Arc::new(config),

@@ -86,11 +86,14 @@ async fn delete(state: web::Data<AppState>, id: web::Path<JobId>) -> Result<Http
 }
 
 #[utoipa::path(post, path = "/api/jobs/{job_id}/process/{action}",
-    summary = "RUN (PENDING → QUEUED) or ABORT (QUEUED/PROCESSING → ABORTED)",
+    summary = "RUN (PENDING → QUEUED) or ABORT (QUEUED/PROCESSING → ABORTED; a job SLURM \
+               runs is ABORTED when SLURM confirms, within one poll)",
     params(ProcessPath),
     responses((status = 202, description = "accepted", body = JobView),
               (status = 404, description = "no such job", body = Error),
-              (status = 409, description = "not allowed in the job's phase", body = Error)))]
+              (status = 409, description = "not allowed in the job's phase", body = Error),
+              (status = 422, description = "RUN: the job's config.json cannot run", body = Error),
+              (status = 502, description = "ABORT: the cluster did not take scancel", body = Error)))]
 async fn process(state: web::Data<AppState>, path: web::Path<ProcessPath>) -> Result<HttpResponse> {
     let id = path.job_id;
     let job = match path.action {

@@ -467,6 +467,13 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     loop {
         let job = find(state, id).await?;
         job.phase.transition(Action::Abort)?;
+        if let (Some(cluster), Some(external)) = (&job.cluster, &job.external_id)
+            && crate::slurm::submitted(external)
+            && state.clusters.get(cluster).is_some()
+            && job.phase.is_active()
+        {
+            return abort_on_cluster(state, &job, cluster, external).await;
+        }
         let ended = Utc::now();
         let duration = duration_s(job.started_at, ended);
         let changes = vec![
@@ -479,31 +486,50 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
         {
             state.workers.cancel_here(id);
             if sweep::is_sweep(job.config.as_ref()) {
-                // scancel of the array (below) stops every task; none is left waiting.
+                // Not submitted yet: its tasks never will be.
                 job::Entity::update_many()
                     .filter(C::ParentJobId.eq(id))
-                    .filter(C::Phase.is_in([Phase::Pending, Phase::Queued, Phase::Processing]))
+                    .filter(C::Phase.is_in([Phase::Pending, Phase::Queued]))
                     .col_expr(C::Phase, Expr::value(Phase::Aborted))
                     .col_expr(C::EndedAt, Expr::value(ended))
                     .exec(&state.db)
                     .await?;
             }
-            if let (Some(cluster), Some(external)) = (&job.cluster, &job.external_id) {
-                // SLURM stops it at once; its poll sees it CANCELLED.
-                if let Err(e) = state.clusters.cancel(cluster, external).await {
-                    let log = state.workers.job_dir(&job.dir_path).join("log.txt");
-                    if let Ok(l) = crate::job_types::JobLog::open(&log) {
-                        l.line(&format!(
-                            "scancel {external} on cluster {cluster} failed: {e}"
-                        ));
-                    }
-                    tracing::warn!("job {id}: scancel {external}: {e}");
-                }
-            }
             return get(state, id).await;
         }
         // Claimed or finished between the read and the write: decide again on the new phase.
     }
+}
+
+/// ABORT of a job SLURM has (a sweep: every task): `scancel` now, and the phase stays
+/// until SLURM confirms — the cluster's next poll sees CANCELLED and writes ABORTED. A
+/// cluster that does not take the scancel is a 502, the job left as it is, rather than a
+/// job shown ABORTED that still runs.
+async fn abort_on_cluster(
+    state: &AppState,
+    job: &job::Model,
+    cluster: &str,
+    external: &str,
+) -> Result<JobView, ApiError> {
+    let log = state.workers.job_dir(&job.dir_path).join("log.txt");
+    let say = |line: String| {
+        if let Ok(l) = crate::job_types::JobLog::open(&log) {
+            l.line(&line);
+        }
+    };
+    if let Err(e) = state.clusters.cancel(cluster, external).await {
+        say(format!(
+            "ABORT: scancel {external} on cluster {cluster} failed: {e}"
+        ));
+        return Err(ApiError::Unavailable(format!(
+            "scancel {external} on cluster {cluster} failed (the job is left as it is): {e}"
+        )));
+    }
+    say(format!(
+        "ABORT: scancel {external} sent to cluster {cluster}; ABORTED once SLURM confirms"
+    ));
+    state.clusters.poll_soon(cluster);
+    get(state, job.job_id).await
 }
 
 /// The original's upload form: `config` (label, description, command as a string for `sh -c`

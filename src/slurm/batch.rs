@@ -50,6 +50,9 @@ pub struct Job<'a> {
     pub data_dir: String,
     /// The mljm binary on the cluster.
     pub mljm: String,
+    /// A built-in type's own output goes to SLURM's file (where `log.txt` is not shared and
+    /// the log is followed from there) rather than nowhere.
+    pub own_output: bool,
 }
 
 /// The name of the SLURM output file in the job directory.
@@ -191,7 +194,7 @@ fn command(job: &Job, target: &Target) -> Result<(Vec<String>, String), String> 
     }
     line.extend(words.iter().map(|w| sh_quote(w)));
     let mut command = format!("exec {}", line.join(" "));
-    if job.job_type != "SCRIPT" {
+    if job.job_type != "SCRIPT" && !job.own_output {
         // Its own lines go to log.txt; SLURM's file keeps what the script itself says.
         command.push_str(" >/dev/null 2>&1");
     }

@@ -34,7 +34,12 @@ pub struct Clusters {
     files_root: PathBuf,
     data_dir: PathBuf,
     success_hooks: Arc<HashMap<&'static str, SuccessHook>>,
+    /// The input files a job's config names (staged where the data dir is not shared).
+    inputs: Inputs,
 }
+
+/// A job type and config → the files on this host it reads.
+pub type Inputs = Arc<dyn Fn(&str, &serde_json::Value) -> Vec<PathBuf> + Send + Sync>;
 
 pub struct Cluster {
     pub slurm: Slurm,
@@ -45,6 +50,13 @@ pub struct Cluster {
     followed: Mutex<HashMap<uuid::Uuid, u64>>,
     /// Calls to `squeue` since the start (for the page and the tests' figures).
     pub polls: std::sync::atomic::AtomicU64,
+    /// Poll at the next turn of the loop (set by `poll_soon`).
+    poll_now: std::sync::atomic::AtomicBool,
+}
+
+/// Whether SLURM has a job with this `external_id` (not one `sbatch` is still answering for).
+pub fn submitted(external_id: &str) -> bool {
+    external_id != poll::SUBMITTING
 }
 
 /// `GET /api/clusters/{name}`: partitions and their GPUs, from one `sinfo`.
@@ -83,6 +95,7 @@ impl Clusters {
         config: &Config,
         db: DatabaseConnection,
         success_hooks: Arc<HashMap<&'static str, SuccessHook>>,
+        inputs: Inputs,
     ) -> Clusters {
         let by_name = config
             .clusters
@@ -96,6 +109,7 @@ impl Clusters {
                         info: tokio::sync::Mutex::new(None),
                         followed: Mutex::default(),
                         polls: Default::default(),
+                        poll_now: Default::default(),
                     }),
                 )
             })
@@ -107,6 +121,7 @@ impl Clusters {
             files_root: config.files_root(),
             data_dir: config.data_dir.clone(),
             success_hooks,
+            inputs,
         }
     }
 
@@ -122,6 +137,14 @@ impl Clusters {
     /// A job of `name` was queued: submit it now rather than at the next tick.
     pub fn wake(&self, name: &str) {
         if let Some(c) = self.get(name) {
+            c.wake.notify_one();
+        }
+    }
+
+    /// Polls the cluster now rather than at the next `poll_s` (after an ABORT).
+    pub fn poll_soon(&self, name: &str) {
+        if let Some(c) = self.get(name) {
+            c.poll_now.store(true, std::sync::atomic::Ordering::Relaxed);
             c.wake.notify_one();
         }
     }
@@ -153,7 +176,10 @@ impl Clusters {
             if let Err(e) = self.submit_queued(&cluster).await {
                 tracing::warn!("cluster {}: submitting: {e}", cluster.slurm.name());
             }
-            if Instant::now() >= next_poll {
+            let asked = cluster
+                .poll_now
+                .swap(false, std::sync::atomic::Ordering::Relaxed);
+            if asked || Instant::now() >= next_poll {
                 match self.poll(&cluster).await {
                     Ok(()) => {
                         backoff = poll_every;

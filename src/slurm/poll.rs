@@ -22,8 +22,11 @@ use crate::{
     },
 };
 
+/// At most this much of a job's SLURM output is copied into its log at a time.
+const FOLLOW_CHUNK: u64 = 16 << 20;
+
 /// `external_id` while `sbatch` runs (so that two loops never submit one job twice).
-const SUBMITTING: &str = "-";
+pub(super) const SUBMITTING: &str = "-";
 
 /// SLURM's view of one job.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,8 +122,20 @@ impl Clusters {
         self.files_root.join(job.dir_path.trim_start_matches('/'))
     }
 
-    /// A path of this host's data dir as the cluster sees it (`path_map`).
+    /// A path of this host's data dir as the cluster sees it: the same, or mapped by
+    /// `path_map`, or, where the cluster does not share it, under `{workspace}/data`.
     pub fn remote_path(&self, cluster: &Cluster, local: &Path) -> String {
+        let cfg = &cluster.slurm.cfg;
+        if !cfg.shared_fs
+            && let Ok(rest) = local.strip_prefix(&self.data_dir)
+        {
+            let mut there = format!("{}/data", cfg.workspace.trim_end_matches('/'));
+            if !rest.as_os_str().is_empty() {
+                there.push('/');
+                there.push_str(&rest.display().to_string());
+            }
+            return there;
+        }
         let local = local.display().to_string();
         for (here, there) in &cluster.slurm.cfg.path_map {
             if let Some(rest) = local.strip_prefix(here.as_str())
@@ -212,13 +227,6 @@ impl Clusters {
         let target: Target =
             serde_json::from_value(config.get("target").cloned().unwrap_or_default())
                 .map_err(|e| format!("target: {e}"))?;
-        if !cfg.shared_fs {
-            return Err(format!(
-                "cluster {}: shared_fs = false (staging job files over SSH) is not supported \
-                 yet; mount the data directory there and set shared_fs = true (with path_map)",
-                cfg.name
-            ));
-        }
         let dir = self.dir_of(job);
         // A SCRIPT runs its own command; the built-in types need mljm there.
         let mljm = if job.job_type == "SCRIPT" {
@@ -233,6 +241,7 @@ impl Clusters {
             dir: self.remote_path(cluster, &dir),
             data_dir: self.remote_path(cluster, &self.data_dir),
             mljm: mljm.clone(),
+            own_output: !cfg.shared_fs,
         };
         let script = match sweep::of_config(&config).map_err(|e| e.to_string())? {
             None => batch::render(&this, &target, cfg)?,
@@ -248,6 +257,7 @@ impl Clusters {
                             dir: self.remote_path(cluster, &self.dir_of(t)),
                             data_dir: this.data_dir.clone(),
                             mljm: mljm.clone(),
+                            own_output: this.own_output,
                         };
                         (*index, job)
                     })
@@ -257,6 +267,9 @@ impl Clusters {
         };
         let path = dir.join("job.sbatch");
         std::fs::write(&path, script).map_err(|e| format!("{}: {e}", path.display()))?;
+        if !cfg.shared_fs {
+            self.stage(cluster, job).await?;
+        }
         let out = cluster
             .slurm
             .call(
@@ -392,7 +405,11 @@ impl Clusters {
         if !cfg.mljm_path.is_empty() {
             return Ok(cfg.mljm_path.clone());
         }
-        let me = std::env::current_exe().map_err(|e| format!("cannot find mljm's binary: {e}"))?;
+        let me = if cfg.local_mljm.is_empty() {
+            std::env::current_exe().map_err(|e| format!("cannot find mljm's binary: {e}"))?
+        } else {
+            PathBuf::from(&cfg.local_mljm)
+        };
         if cfg.submit == Submit::Local {
             return Ok(me.display().to_string());
         }
@@ -408,13 +425,9 @@ impl Clusters {
             .await
             .is_err()
         {
-            let bytes = tokio::fs::read(&me)
-                .await
-                .map_err(|e| format!("{}: {e}", me.display()))?;
-            cluster.slurm.put(&bytes, &there).await.map_err(|e| e.0)?;
             cluster
                 .slurm
-                .shell(&format!("chmod 755 {quoted}"))
+                .send_file(&me, &there, true)
                 .await
                 .map_err(|e| e.0)?;
         }
@@ -602,9 +615,14 @@ impl Clusters {
             }
         }
         match m {
+            Meaning::Running if !cluster.slurm.cfg.shared_fs => {
+                self.follow(cluster, &job).await;
+                Ok(())
+            }
             Meaning::Waiting | Meaning::Running => Ok(()),
             Meaning::Completed => {
-                self.follow(cluster, &job);
+                self.follow(cluster, &job).await;
+                self.fetch_back(cluster, &job).await;
                 let hook = match self.success_hooks.get(job.job_type.as_str()) {
                     Some(h) => h(self.db.clone(), job.clone(), self.dir_of(&job)).await,
                     None => Ok(()),
@@ -630,12 +648,14 @@ impl Clusters {
                 if let Some(c) = code {
                     why.push_str(&format!(", exit code {c}"));
                 }
-                self.follow(cluster, &job);
+                self.follow(cluster, &job).await;
+                self.fetch_back(cluster, &job).await;
                 self.end(cluster, &job, Action::Fail, Some(why), code).await;
                 Ok(())
             }
             Meaning::Cancelled => {
-                self.follow(cluster, &job);
+                self.follow(cluster, &job).await;
+                self.fetch_back(cluster, &job).await;
                 self.end(
                     cluster,
                     &job,
@@ -704,33 +724,41 @@ impl Clusters {
             return;
         };
         for job in active {
-            self.follow(cluster, &job);
+            // A cluster without the data directory is read over SSH at each poll instead.
+            if cluster.slurm.cfg.shared_fs {
+                self.follow(cluster, &job).await;
+            }
         }
     }
 
     /// The job's `slurm.out` from where it was last read to its end, onto `log.txt`; the
     /// position is kept beside it (`slurm.out.read`), so a restart neither repeats nor skips.
-    fn follow(&self, cluster: &Cluster, job: &job::Model) {
+    /// Where the cluster does not share the data directory, the file is read there.
+    async fn follow(&self, cluster: &Cluster, job: &job::Model) {
         let dir = self.dir_of(job);
-        let mark = dir.join(format!("{}.read", batch::OUTPUT));
-        let mut map = match cluster.followed.lock() {
-            Ok(m) => m,
-            Err(_) => return,
+        let from = self.followed_to(cluster, job);
+        let new = if cluster.slurm.cfg.shared_fs {
+            let Ok(mut f) = std::fs::File::open(dir.join(batch::OUTPUT)) else {
+                return;
+            };
+            let mut new = Vec::new();
+            if f.seek(SeekFrom::Start(from)).is_err()
+                || f.take(FOLLOW_CHUNK).read_to_end(&mut new).is_err()
+            {
+                return;
+            }
+            new
+        } else {
+            let there = format!("{}/{}", self.remote_path(cluster, &dir), batch::OUTPUT);
+            match cluster.slurm.read_from(&there, from, FOLLOW_CHUNK).await {
+                Ok(new) => new,
+                Err(e) => {
+                    tracing::warn!("job {}: reading {there}: {e}", job.job_id);
+                    return;
+                }
+            }
         };
-        let from = *map.entry(job.job_id).or_insert_with(|| {
-            std::fs::read_to_string(&mark)
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(0)
-        });
-        let Ok(mut f) = std::fs::File::open(dir.join(batch::OUTPUT)) else {
-            return;
-        };
-        let mut new = Vec::new();
-        if f.seek(SeekFrom::Start(from)).is_err()
-            || f.take(16 << 20).read_to_end(&mut new).is_err()
-            || new.is_empty()
-        {
+        if new.is_empty() {
             return;
         }
         let appended = std::fs::OpenOptions::new()
@@ -740,9 +768,78 @@ impl Clusters {
             .and_then(|mut log| log.write_all(&new));
         if appended.is_ok() {
             let to = from + new.len() as u64;
-            map.insert(job.job_id, to);
-            let _ = std::fs::write(&mark, to.to_string());
+            if let Ok(mut map) = cluster.followed.lock() {
+                map.insert(job.job_id, to);
+            }
+            let _ = std::fs::write(dir.join(format!("{}.read", batch::OUTPUT)), to.to_string());
         }
+    }
+
+    /// How far the job's SLURM output has been copied into its log.
+    fn followed_to(&self, cluster: &Cluster, job: &job::Model) -> u64 {
+        let mark = self.dir_of(job).join(format!("{}.read", batch::OUTPUT));
+        let Ok(mut map) = cluster.followed.lock() else {
+            return 0;
+        };
+        *map.entry(job.job_id).or_insert_with(|| {
+            std::fs::read_to_string(&mark)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(0)
+        })
+    }
+
+    /// A job that ended on a cluster without the data directory: what it wrote there comes
+    /// back into its folder (its log was followed already).
+    async fn fetch_back(&self, cluster: &Cluster, job: &job::Model) {
+        if cluster.slurm.cfg.shared_fs {
+            return;
+        }
+        let dir = self.dir_of(job);
+        let there = self.remote_path(cluster, &dir);
+        let skip = ["log.txt", batch::OUTPUT, "slurm.out.read"];
+        if let Err(e) = cluster.slurm.fetch(&there, &dir, &skip).await
+            && let Ok(log) = JobLog::open(&dir.join("log.txt"))
+        {
+            log.line(&format!(
+                "its files could not be copied back from {there}: {e}"
+            ));
+        }
+    }
+
+    /// Before sbatch on a cluster without the data directory: the job's folder (a sweep's
+    /// and its tasks') and the inputs its config names go to the same places under
+    /// `{workspace}/data`.
+    async fn stage(&self, cluster: &Cluster, job: &job::Model) -> Result<(), String> {
+        let mut dirs = vec![self.dir_of(job)];
+        let mut inputs = (self.inputs)(&job.job_type, job.config.as_ref().unwrap_or(&Value::Null));
+        if sweep::is_sweep(job.config.as_ref()) {
+            for (_, task) in self.tasks_of(job).await? {
+                dirs.push(self.dir_of(&task));
+                inputs.extend((self.inputs)(
+                    &task.job_type,
+                    task.config.as_ref().unwrap_or(&Value::Null),
+                ));
+            }
+        }
+        inputs.sort();
+        inputs.dedup();
+        for local in dirs.iter().chain(&inputs) {
+            if !local.starts_with(&self.data_dir) {
+                return Err(format!(
+                    "{} is outside the data directory, which cluster {} mirrors under {}/data",
+                    local.display(),
+                    cluster.slurm.name(),
+                    cluster.slurm.cfg.workspace
+                ));
+            }
+            cluster
+                .slurm
+                .send(local, &self.remote_path(cluster, local))
+                .await
+                .map_err(|e| format!("staging: {e}"))?;
+        }
+        Ok(())
     }
 
     /// After a restart: a job caught between `sbatch` and the row's update cannot be told
@@ -776,11 +873,17 @@ impl Clusters {
         if external_id == SUBMITTING {
             return Ok(()); // the submitter cancels it once sbatch answers
         }
-        c.slurm
-            .call("scancel", &[external_id.to_string()])
-            .await
-            .map(drop)
-            .map_err(|e| e.0)
+        match c.slurm.call("scancel", &[external_id.to_string()]).await {
+            Ok(_) => Ok(()),
+            // It ended meanwhile: the next poll writes how.
+            Err(e)
+                if e.0.contains("already completing or completed")
+                    || e.0.contains("Invalid job id") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e.0),
+        }
     }
 }
 

@@ -108,24 +108,6 @@ impl Slurm {
         }
     }
 
-    /// Writes `bytes` to `path` on the cluster (staging a job's files over SSH).
-    pub async fn put(&self, bytes: &[u8], path: &str) -> Result<(), SlurmError> {
-        let line = format!(
-            "mkdir -p {} && cat > {}.part && mv {}.part {}",
-            sh_quote(parent(path)),
-            sh_quote(path),
-            sh_quote(path),
-            sh_quote(path)
-        );
-        match self.cfg.submit {
-            Submit::Local => self
-                .exec("sh", &["-c".into(), line], Some(bytes))
-                .await
-                .map(drop),
-            Submit::Ssh => self.exec_ssh(&line, Some(bytes)).await.map(drop),
-        }
-    }
-
     async fn exec(
         &self,
         program: &str,
@@ -173,6 +155,118 @@ impl Slurm {
         })
     }
 
+    /// A command line run on the cluster (over SSH, or `sh -c` here), its streams unset.
+    fn on_cluster(&self, line: &str) -> Command {
+        match self.cfg.submit {
+            Submit::Local => {
+                let mut c = Command::new("sh");
+                crate::child::no_inherit_async(&mut c).arg("-c").arg(line);
+                c
+            }
+            Submit::Ssh => {
+                let mut c = self.ssh(&[]);
+                c.arg(line);
+                c
+            }
+        }
+    }
+
+    /// Copies the file or folder `local` to `remote` (the same last name, its parents made)
+    /// through one tar stream: nothing of it is held in memory. Symbolic links are followed,
+    /// so a survey linked into the data directory arrives as files.
+    pub async fn send(&self, local: &Path, remote: &str) -> Result<(), SlurmError> {
+        let (Some(dir), Some(name)) = (local.parent(), local.file_name()) else {
+            return Err(SlurmError(format!("{}: nothing to send", local.display())));
+        };
+        let mut tar = Command::new("tar");
+        crate::child::no_inherit_async(&mut tar)
+            .arg("-h")
+            .arg("-C")
+            .arg(dir)
+            .arg("-cf")
+            .arg("-")
+            .arg(name);
+        let there = parent(remote);
+        let unpack = self.on_cluster(&format!(
+            "mkdir -p {} && tar -C {} -xf -",
+            sh_quote(there),
+            sh_quote(there)
+        ));
+        pipe(
+            tar,
+            unpack,
+            &format!("sending {} to {remote}", local.display()),
+        )
+        .await
+    }
+
+    /// Copies the file `local` to `remote` (made executable when `executable`), streamed,
+    /// and in place only once whole.
+    pub async fn send_file(
+        &self,
+        local: &Path,
+        remote: &str,
+        executable: bool,
+    ) -> Result<(), SlurmError> {
+        let mut cat = Command::new("cat");
+        crate::child::no_inherit_async(&mut cat).arg(local);
+        let part = format!("{remote}.part");
+        let chmod = if executable {
+            format!(" && chmod 755 {}", sh_quote(&part))
+        } else {
+            String::new()
+        };
+        let write = self.on_cluster(&format!(
+            "mkdir -p {} && cat > {}{chmod} && mv {} {}",
+            sh_quote(parent(remote)),
+            sh_quote(&part),
+            sh_quote(&part),
+            sh_quote(remote)
+        ));
+        pipe(
+            cat,
+            write,
+            &format!("sending {} to {remote}", local.display()),
+        )
+        .await
+    }
+
+    /// Copies what the folder `remote` holds into the folder `local`, but the names in
+    /// `skip` (wherever they are in it).
+    pub async fn fetch(&self, remote: &str, local: &Path, skip: &[&str]) -> Result<(), SlurmError> {
+        let excludes: String = skip
+            .iter()
+            .map(|s| format!(" --exclude={}", sh_quote(s)))
+            .collect();
+        let pack = self.on_cluster(&format!("tar -C {}{excludes} -cf - .", sh_quote(remote)));
+        std::fs::create_dir_all(local)
+            .map_err(|e| SlurmError(format!("{}: {e}", local.display())))?;
+        let mut tar = Command::new("tar");
+        crate::child::no_inherit_async(&mut tar)
+            .arg("--no-same-owner")
+            .arg("-C")
+            .arg(local)
+            .arg("-xf")
+            .arg("-");
+        pipe(pack, tar, &format!("fetching {remote}")).await
+    }
+
+    /// The bytes of the file `remote` from `offset` on, at most `limit` of them (none when the
+    /// file is not there yet).
+    pub async fn read_from(
+        &self,
+        remote: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<u8>, SlurmError> {
+        let line = format!(
+            "if [ -f {f} ]; then tail -c +{} {f} | head -c {limit}; fi",
+            offset + 1,
+            f = sh_quote(remote)
+        );
+        run_raw(self.on_cluster(&line), None, "reading the job's output").await
+    }
+
     /// Closes the SSH master connection, if any.
     pub async fn close(&self) {
         if self.cfg.submit == Submit::Ssh {
@@ -190,7 +284,56 @@ fn parent(path: &str) -> &str {
     }
 }
 
-async fn run(mut c: Command, stdin: Option<&[u8]>, what: &str) -> Result<String, SlurmError> {
+/// A copy that takes longer than this has failed (a survey over a slow link is staged once:
+/// mount the data directory there instead, `shared_fs = true`).
+const COPY_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+/// `from | to`, each one's failure named with `what`.
+async fn pipe(mut from: Command, mut to: Command, what: &str) -> Result<(), SlurmError> {
+    from.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut first = from
+        .spawn()
+        .map_err(|e| SlurmError(format!("{what}: cannot start: {e}")))?;
+    let stream: Stdio = first
+        .stdout
+        .take()
+        .ok_or_else(|| SlurmError(format!("{what}: no pipe")))?
+        .try_into()
+        .map_err(|e| SlurmError(format!("{what}: {e}")))?;
+    to.stdin(stream)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let second = to
+        .spawn()
+        .map_err(|e| SlurmError(format!("{what}: cannot start: {e}")))?;
+    let both = async { tokio::join!(first.wait_with_output(), second.wait_with_output()) };
+    let (a, b) = tokio::time::timeout(COPY_TIMEOUT, both)
+        .await
+        .map_err(|_| SlurmError(format!("{what}: not done within {COPY_TIMEOUT:?}")))?;
+    for out in [a, b] {
+        let out = out.map_err(|e| SlurmError(format!("{what}: {e}")))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(SlurmError(format!(
+                "{what}: {}",
+                err.trim().lines().take(5).collect::<Vec<_>>().join("; ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn run(c: Command, stdin: Option<&[u8]>, what: &str) -> Result<String, SlurmError> {
+    run_raw(c, stdin, what)
+        .await
+        .map(|out| String::from_utf8_lossy(&out).into_owned())
+}
+
+async fn run_raw(mut c: Command, stdin: Option<&[u8]>, what: &str) -> Result<Vec<u8>, SlurmError> {
     c.stdin(if stdin.is_some() {
         Stdio::piped()
     } else {
@@ -213,7 +356,7 @@ async fn run(mut c: Command, stdin: Option<&[u8]>, what: &str) -> Result<String,
         .map_err(|_| SlurmError(format!("{what} did not answer within {CALL_TIMEOUT:?}")))?
         .map_err(|e| SlurmError(format!("{what}: {e}")))?;
     if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        Ok(out.stdout)
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
         let err = err.trim();

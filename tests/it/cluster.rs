@@ -436,6 +436,13 @@ async fn over_ssh(b: Backend) {
         sshd.cluster("ssh", "client", "known_hosts"),
         sshd.cluster("unknown-host", "client", "empty_known_hosts"),
         sshd.cluster("wrong-key", "stranger", "known_hosts"),
+        mljm::config::ClusterConfig {
+            shared_fs: false,
+            workspace: sshd.dir.path().join("staged-ws").display().to_string(),
+            // This test program is not mljm: the server copies the real one there.
+            local_mljm: env!("CARGO_BIN_EXE_mljm").into(),
+            ..sshd.cluster("staged", "client", "known_hosts")
+        },
     ];
     let app = spawn_app_with(
         b,
@@ -474,7 +481,12 @@ async fn over_ssh(b: Backend) {
         .collect();
     assert_eq!(
         reachable,
-        [("ssh", true), ("unknown-host", false), ("wrong-key", false)]
+        [
+            ("ssh", true),
+            ("unknown-host", false),
+            ("wrong-key", false),
+            ("staged", true)
+        ]
     );
 
     // A SCRIPT submitted with sbatch over the SSH connection completes, its output followed.
@@ -490,6 +502,75 @@ async fn over_ssh(b: Backend) {
     let done = app.wait_phase(&id(&job), "COMPLETED", MINUTE).await;
     assert_eq!(done["cluster"], "ssh");
     app.wait_log(&id(&job), "over ssh on", MINUTE).await;
+
+    // A cluster without the data directory (shared_fs = false): the job's folder goes to
+    // the workspace, its output is read from there, and what it wrote comes back.
+    let ws = sshd.dir.path().join("staged-ws");
+    let staged = app
+        .create(
+            "SCRIPT",
+            "staged",
+            json!({"command": ["sh", "-c",
+                   "echo staged in $(pwd); cat input.txt; echo result > out.txt"],
+                   "target": {"cluster": "staged"}}),
+        )
+        .await;
+    std::fs::write(
+        app.job_dir(&staged).join("input.txt"),
+        "an input placed in the folder\n",
+    )
+    .unwrap();
+    app.run(&id(&staged)).await;
+    let done = app.wait_phase(&id(&staged), "COMPLETED", 2 * MINUTE).await;
+    let log = app.log(&id(&staged)).await;
+    assert!(
+        log.contains(&format!("staged in {}/data/files/JOBS/", ws.display()))
+            && log.contains("an input placed in the folder"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(app.job_dir(&done).join("out.txt")).unwrap(),
+        "result\n"
+    );
+    // A built-in type: its input folder staged, mljm itself copied into the workspace (the
+    // cluster has none), and its result.h5 back here.
+    copy_dir(&fixture().join("spectra"), &app.data_dir.join("spectra"));
+    let mut config = prep_config("/");
+    config["target"] = json!({"cluster": "staged"});
+    let prep = app
+        .create("DATA_PREPROCESSING", "staged prep", config)
+        .await;
+    app.run(&id(&prep)).await;
+    let done = app
+        .wait_for(&id(&prep), 3 * MINUTE, |j| {
+            j["phase"] != "QUEUED" && j["phase"] != "PROCESSING"
+        })
+        .await;
+    let log = app.log(&id(&prep)).await;
+    assert_eq!(done["phase"], "COMPLETED", "{done}\n{log}");
+    assert!(log.contains("wrote 26 spectra to result.h5"), "{log}");
+    let spectra = mljm::science::h5::read_spectra(&app.job_dir(&done).join("result.h5")).unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let out = crate::helpers::mljm([
+        "run",
+        "DATA_PREPROCESSING",
+        "--data-dir",
+        app.data_dir.to_str().unwrap(),
+        "--config",
+        app.job_dir(&done).join("config.json").to_str().unwrap(),
+        "--out",
+        local.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        spectra,
+        mljm::science::h5::read_spectra(&local.path().join("result.h5")).unwrap(),
+        "the staged run wrote what a local one writes"
+    );
+    assert!(
+        ws.join(format!("bin/mljm-{}", env!("CARGO_PKG_VERSION")))
+            .exists()
+    );
     app.state.clusters.close().await;
     let socket = format!("mljm-ssh-{}", std::process::id());
     assert!(
@@ -904,12 +985,10 @@ async fn a_sweep_is_one_sbatch_and_its_tasks_end_on_their_own(b: Backend) {
         .post(&format!("/api/jobs/{}/process/ABORT", id(&long)))
         .await;
     assert_eq!(resp.status(), 202);
-    assert!(
-        tasks(&app, &long)
-            .await
-            .iter()
-            .all(|t| t["phase"] == "ABORTED")
-    );
+    // ABORTED once SLURM confirms, within a poll or two.
+    app.wait_phase(&id(&long), "ABORTED", MINUTE).await;
+    let ended = tasks(&app, &long).await;
+    assert!(ended.iter().all(|t| t["phase"] == "ABORTED"), "{ended:?}");
     let deadline = std::time::Instant::now() + MINUTE;
     while !scontrol_state(&format!("{array}_0")).starts_with("CANCELLED") {
         assert!(std::time::Instant::now() < deadline, "SLURM did not cancel");
