@@ -95,6 +95,7 @@ async fn many_jobs(db: &sea_orm::DatabaseConnection, files_root: &std::path::Pat
                 external_id: Set(None),
                 node: Set(None),
                 exit_code: Set(None),
+                created_by: Set(None),
             }
         })
         .collect();

@@ -119,6 +119,7 @@ pub fn create_app(
                 .configure(crate::labellings::routes::configure)
                 .configure(crate::active_learning::routes::configure)
                 .configure(crate::clusters::routes::configure)
+                .configure(crate::accounts::routes::configure)
                 .route("/openapi.json", web::get().to(crate::openapi::document))
                 .route("/docs", web::get().to(crate::openapi::docs_page))
                 .default_service(web::to(|| async {
@@ -133,6 +134,7 @@ pub fn create_app(
         .configure(crate::spectra::pages::configure)
         .configure(crate::active_learning::workspace::configure)
         .configure(crate::clusters::pages::configure)
+        .configure(crate::accounts::routes::configure_pages)
         .default_service(web::to(|| async {
             actix_web::ResponseError::error_response(&crate::pages::PageError(
                 crate::error::ApiError::NotFound("no such page".into()),
@@ -157,8 +159,37 @@ async fn guard(
             .err()
             .map(|e| actix_web::ResponseError::error_response(&e)),
     };
-    match refusal {
-        Some(resp) => Ok(req.into_response(resp).map_into_right_body()),
-        None => Ok(next.call(req).await?.map_into_left_body()),
+    if let Some(resp) = refusal {
+        return Ok(req.into_response(resp).map_into_right_body());
+    }
+    // Who the request is from (SPEC §11); the handler runs as them.
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let who = match crate::auth::authenticate(&state.config, &state.db, req.request()).await {
+        Ok(who) => who,
+        Err(e) => {
+            let resp = actix_web::ResponseError::error_response(&e);
+            return Ok(req.into_response(resp).map_into_right_body());
+        }
+    };
+    match crate::auth::gate(&state.config, who.as_ref(), req.request()) {
+        Some(crate::auth::Refusal::Api(e)) => {
+            let resp = actix_web::ResponseError::error_response(&e);
+            Ok(req.into_response(resp).map_into_right_body())
+        }
+        Some(crate::auth::Refusal::Login(next)) => {
+            let to = format!(
+                "/login?next={}",
+                percent_encoding::utf8_percent_encode(&next, percent_encoding::NON_ALPHANUMERIC)
+            );
+            let resp = HttpResponse::SeeOther()
+                .insert_header(("Location", to))
+                .finish();
+            Ok(req.into_response(resp).map_into_right_body())
+        }
+        None => Ok(crate::auth::scoped(who, next.call(req))
+            .await?
+            .map_into_left_body()),
     }
 }

@@ -22,6 +22,70 @@ pub struct Config {
     pub gpu: GpuConfig,
     /// SLURM clusters jobs may target (`[[clusters]]`, SPEC §8).
     pub clusters: Vec<ClusterConfig>,
+    /// Accounts (SPEC §11).
+    pub auth: AuthConfig,
+}
+
+/// Who may use the server (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// No accounts: one user on loopback.
+    Off,
+    /// mljm's own accounts: sessions for the pages, tokens for the API.
+    Password,
+    /// A trusted reverse proxy names the user in a header.
+    Proxy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Absent: `off` when bound to a loopback address, `password` otherwise.
+    pub mode: Option<AuthMode>,
+    /// `off` on a non-loopback address only with this (and a warning at every start).
+    pub allow_unauthenticated: bool,
+    /// Roles that may run arbitrary commands (SCRIPT, the submit form, cluster targets).
+    pub command_roles: Vec<String>,
+    /// A page session ends after this many hours unused…
+    pub session_idle_h: f64,
+    /// …and this many hours after it began, whatever.
+    pub session_max_h: f64,
+    pub proxy: ProxyConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// The header the proxy names the user in.
+    pub header: String,
+    /// Addresses (CIDRs) the header is believed from; from any other it is ignored.
+    pub trusted: Vec<String>,
+    /// The role of a user the proxy names for the first time.
+    pub default_role: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            allow_unauthenticated: false,
+            command_roles: vec!["admin".into()],
+            session_idle_h: 12.0,
+            session_max_h: 7.0 * 24.0,
+            proxy: ProxyConfig::default(),
+        }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            header: "X-Forwarded-User".into(),
+            trusted: Vec::new(),
+            default_role: "member".into(),
+        }
+    }
 }
 
 /// How mljm reaches a cluster's SLURM commands.
@@ -157,6 +221,7 @@ impl Default for Config {
             worker: WorkerConfig::default(),
             gpu: GpuConfig::default(),
             clusters: Vec::new(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -216,6 +281,7 @@ pub struct Overrides {
 /// the benchmarks).
 const NON_CONFIG_VARS: &[&str] = &[
     "MLJM_SERVER",
+    "MLJM_TOKEN",
     "MLJM_CONFIG",
     "MLJM_TEST_DATABASE_URL",
     "MLJM_LOG",
@@ -291,6 +357,52 @@ impl Config {
         Ok(config)
     }
 
+    /// The accounts mode: as configured, else `off` on a loopback address and `password`
+    /// on any other.
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth.mode.unwrap_or(if self.bound_to_loopback() {
+            AuthMode::Off
+        } else {
+            AuthMode::Password
+        })
+    }
+
+    /// Whether `server.bind` is a loopback address (or `localhost`).
+    pub fn bound_to_loopback(&self) -> bool {
+        let host = self
+            .server
+            .bind
+            .rsplit_once(':')
+            .map_or(self.server.bind.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// `serve` on a network address without accounts only when the config says so.
+    pub fn check_exposure(&self) -> anyhow::Result<()> {
+        if self.auth_mode() == AuthMode::Off && !self.bound_to_loopback() {
+            if !self.auth.allow_unauthenticated {
+                anyhow::bail!(
+                    "refusing to serve {} with auth.mode = \"off\": anyone who reaches that \
+                     address could run commands as this user. Use auth.mode = \"password\" \
+                     (the default there) or \"proxy\", bind 127.0.0.1, or set \
+                     auth.allow_unauthenticated = true if a firewall already keeps strangers out",
+                    self.server.bind
+                );
+            }
+            tracing::warn!(
+                "serving {} WITHOUT AUTHENTICATION (auth.allow_unauthenticated = true): anyone \
+                 who reaches it can run commands as this user",
+                self.server.bind
+            );
+        }
+        Ok(())
+    }
+
     fn check(&self) -> anyhow::Result<()> {
         let w = &self.worker;
         if !(w.heartbeat_s > 0.0 && w.lost_after_s > w.heartbeat_s && w.poll_s > 0.0) {
@@ -316,6 +428,26 @@ impl Config {
                     "configuration: gpu device {d:?} is not \"auto\", \"cpu\" or \"cuda:N\""
                 );
             }
+        }
+        let a = &self.auth;
+        for role in a.command_roles.iter().chain([&a.proxy.default_role]) {
+            if !["admin", "member", "viewer"].contains(&role.as_str()) {
+                anyhow::bail!(
+                    "configuration: auth: {role:?} is not a role (admin, member or viewer)"
+                );
+            }
+        }
+        for net in &a.proxy.trusted {
+            net.parse::<ipnet::IpNet>()
+                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!("configuration: auth.proxy.trusted: {net:?} is not a CIDR")
+                })?;
+        }
+        if !(a.session_idle_h > 0.0 && a.session_max_h >= a.session_idle_h) {
+            anyhow::bail!(
+                "configuration: auth.session_idle_h must be > 0 and at most auth.session_max_h"
+            );
         }
         let mut names = std::collections::HashSet::new();
         for c in &self.clusters {

@@ -25,6 +25,14 @@ pub enum ApiError {
     /// Something mljm depends on (a cluster) did not answer.
     #[error("{0}")]
     Unavailable(String),
+    /// No credentials, or ones that are not valid (SPEC §11).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The user may not do this; the message names the missing right.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after_s: u64 },
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -60,6 +68,9 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -87,6 +98,9 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,7 +114,17 @@ impl ResponseError for ApiError {
             _ => None,
         };
         let message = self.to_string();
-        HttpResponse::build(self.status_code()).json(Body {
+        let mut resp = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::TooManyRequests { retry_after_s, .. } => {
+                resp.insert_header(("Retry-After", retry_after_s.to_string()));
+            }
+            ApiError::Unauthorized(_) => {
+                resp.insert_header(("WWW-Authenticate", "Bearer realm=\"mljm\""));
+            }
+            _ => {}
+        }
+        resp.json(Body {
             code: self.code(),
             detail: message.clone(),
             message,

@@ -1,9 +1,11 @@
 //! mljm: machine-learning jobs over archives of astronomical spectra, with a human in the loop.
 //! One binary: JSON API, htmx pages, a job queue on the database and in-process workers.
 
+pub mod accounts;
 pub mod active_learning;
 pub mod app;
 pub mod assets;
+pub mod auth;
 pub mod child;
 pub mod cli;
 pub mod clusters;

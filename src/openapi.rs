@@ -27,11 +27,19 @@ pub fn build() -> Value {
         crate::spectra::routes::Api::openapi(),
         crate::files::routes::Api::openapi(),
         crate::clusters::routes::Api::openapi(),
+        crate::accounts::routes::Api::openapi(),
     ] {
         doc.merge(part);
     }
     let mut doc = serde_json::to_value(doc).expect("the OpenAPI document serializes");
     add_common_responses(&mut doc);
+    // SPEC §11: a bearer token (or the pages' session), unless accounts are off.
+    doc["components"]["securitySchemes"] = json!({
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "an API token (mljm login, mljm tokens create, or the \
+                                   Tokens page); not needed when auth.mode is off"}
+    });
+    doc["security"] = json!([{"bearer": []}, {}]);
     doc
 }
 
@@ -70,8 +78,15 @@ fn add_common_responses(doc: &mut Value) {
             "431",
             "the request headers are larger than the server accepts (32 KiB)",
         );
+        add(
+            "401",
+            "no credentials, or a token that is not valid (when accounts are on)",
+        );
         if changes {
-            add("403", "a state change requested by another site");
+            add(
+                "403",
+                "a state change requested by another site, or one the user may not make",
+            );
         }
         if has_body {
             add("413", "the body is larger than the server's limit");

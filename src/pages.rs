@@ -26,6 +26,12 @@ pub struct Layout {
     pub queued: Option<u64>,
     /// The navigation entry to highlight.
     pub section: &'static str,
+    /// Who is logged in (with accounts on).
+    pub user: Option<String>,
+    /// Whether they may change anything (a viewer is not offered what would be refused).
+    pub may_write: bool,
+    /// An admin (the audit trail).
+    pub admin: bool,
 }
 
 impl Layout {
@@ -39,6 +45,9 @@ impl Layout {
             version: env!("CARGO_PKG_VERSION"),
             queued: Some(queued),
             section,
+            user: crate::auth::current_user(),
+            may_write: crate::auth::may_write(),
+            admin: crate::auth::require_admin("").is_ok(),
         }
     }
 }
@@ -126,6 +135,9 @@ impl ResponseError for PageError {
             version: env!("CARGO_PKG_VERSION"),
             queued: None,
             section: "",
+            user: None,
+            may_write: crate::auth::may_write(),
+            admin: crate::auth::require_admin("").is_ok(),
         };
         let page = ErrorPage {
             layout,

@@ -30,6 +30,8 @@ pub struct AppState {
     pub storage: Storage,
     /// The SLURM clusters of `config.toml` and their loops' state.
     pub clusters: Clusters,
+    /// Failed logins per account and address (SPEC §11).
+    pub limiter: Arc<crate::auth::Limiter>,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
             workers,
             storage,
             clusters,
+            limiter: Arc::default(),
         })
     }
 }

@@ -5,21 +5,12 @@
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::jobs::Client;
+use super::jobs::{Client, ServerOpts};
 
 #[derive(Args, Debug)]
 pub struct ClustersArgs {
-    /// Server to talk to.
-    #[arg(
-        long,
-        env = "MLJM_SERVER",
-        default_value = "http://127.0.0.1:8000",
-        global = true
-    )]
-    pub server: String,
-    /// Print JSON instead of tables.
-    #[arg(long, global = true)]
-    pub json: bool,
+    #[command(flatten)]
+    pub opts: ServerOpts,
     #[command(subcommand)]
     pub command: ClustersCommand,
 }
@@ -33,7 +24,7 @@ pub enum ClustersCommand {
 }
 
 pub async fn run(args: ClustersArgs) -> anyhow::Result<()> {
-    let c = Client::new(&args.server);
+    let c = Client::new(&args.opts.server);
     match args.command {
         ClustersCommand::List => {
             let list: Value = c
@@ -41,7 +32,7 @@ pub async fn run(args: ClustersArgs) -> anyhow::Result<()> {
                 .await?
                 .json()
                 .await?;
-            if args.json {
+            if args.opts.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
@@ -65,7 +56,7 @@ pub async fn run(args: ClustersArgs) -> anyhow::Result<()> {
         ClustersCommand::Show { name } => {
             let path = format!("/clusters/{}", urlencoding(&name));
             let info: Value = c.send(c.http.get(c.url(&path))).await?.json().await?;
-            if args.json {
+            if args.opts.json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
                 return Ok(());
             }

@@ -8,8 +8,9 @@ use serde_json::{Value, json};
 
 use crate::jobs::model::{JobPage, JobView};
 
+/// Which server a client subcommand talks to, and how it prints.
 #[derive(Args, Debug)]
-pub struct JobsArgs {
+pub struct ServerOpts {
     /// Server to talk to.
     #[arg(
         long,
@@ -21,6 +22,12 @@ pub struct JobsArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub opts: ServerOpts,
     #[command(subcommand)]
     pub command: JobsCommand,
 }
@@ -167,9 +174,19 @@ pub(super) struct Client {
 }
 
 impl Client {
+    /// A client of `server`, with the token `MLJM_TOKEN` or `mljm login` gives (if any).
     pub fn new(server: &str) -> Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = super::accounts::token_for(server)
+            && let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         Client {
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap_or_default(),
             base: server.to_string(),
         }
     }
@@ -201,9 +218,9 @@ impl Client {
 }
 
 pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
-    let c = Client::new(&args.server);
+    let c = Client::new(&args.opts.server);
     let print_job = |job: &JobView| -> anyhow::Result<()> {
-        if args.json {
+        if args.opts.json {
             println!("{}", serde_json::to_string_pretty(job)?);
         } else {
             print_details(job);
@@ -227,7 +244,7 @@ pub async fn run(args: JobsArgs) -> anyhow::Result<()> {
                 .await?
                 .json()
                 .await?;
-            if args.json {
+            if args.opts.json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else {
                 print_table(&page);

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `worker`, `migrate`, `run`, `demo`, `simulate-al`, `bench-al`,
 //! and the `jobs` client.
 
+pub mod accounts;
 pub mod bench;
 pub mod clusters;
 pub mod demo;
@@ -44,6 +45,12 @@ pub enum Command {
     Jobs(jobs::JobsArgs),
     /// The SLURM clusters of a running server: `list`, `show NAME`.
     Clusters(clusters::ClustersArgs),
+    /// Accounts on this host's database: add, list, passwd, remove, role.
+    Users(accounts::UsersArgs),
+    /// Log in to a server and keep a token for the other commands.
+    Login(accounts::LoginArgs),
+    /// Your API tokens on a server: create, list, revoke.
+    Tokens(accounts::TokensArgs),
     /// Run one job type in the foreground, without server or database.
     Run(run::RunArgs),
     /// Write a synthetic LAMOST survey (with known classes) and ready-made job configs.
@@ -97,6 +104,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::load(file, &args.overrides())?;
+            config.check_exposure()?;
             let app = Application::build(config).await?;
             let state = app.state();
             tracing::info!(
@@ -132,6 +140,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Jobs(args) => jobs::run(args).await,
         Command::Clusters(args) => clusters::run(args).await,
+        Command::Users(args) => accounts::users(args, file).await,
+        Command::Login(args) => accounts::login(args).await,
+        Command::Tokens(args) => accounts::tokens(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Demo(args) => demo::run(args, file).await,
         Command::SimulateAl(args) => simulate::run(args).await,

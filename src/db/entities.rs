@@ -78,6 +78,9 @@ pub mod labelling {
         /// The spectrum's row in its iteration's `result.h5` (for its preprocessed flux).
         #[serde(skip)]
         pub result_row: Option<i64>,
+        /// Who gave the label (with accounts on).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub labelled_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

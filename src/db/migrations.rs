@@ -11,6 +11,8 @@ mod m0002_labelling_position;
 mod m0003_labelling_entropy_row;
 #[path = "../../migrations/m0004_cluster_jobs.rs"]
 mod m0004_cluster_jobs;
+#[path = "../../migrations/m0005_accounts.rs"]
+mod m0005_accounts;
 
 pub struct Migrator;
 
@@ -22,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_labelling_position::Migration),
             Box::new(m0003_labelling_entropy_row::Migration),
             Box::new(m0004_cluster_jobs::Migration),
+            Box::new(m0005_accounts::Migration),
         ]
     }
 }

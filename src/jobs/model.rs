@@ -154,6 +154,9 @@ pub struct JobView {
     /// The exit code SLURM reported.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Who made it (with accounts on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
     /// Training metrics of a job that trained a model (`metrics.json`), on a single job's read.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -168,6 +171,11 @@ impl JobView {
     pub fn task_index(&self) -> Option<u32> {
         crate::slurm::sweep::task_index(self.config.as_ref())
             .filter(|_| self.parent_job_id.is_some())
+    }
+
+    /// Whether the current user may run, abort or delete it (the page hides what they may not).
+    pub fn may_change(&self) -> bool {
+        crate::auth::may_change(self.created_by.as_deref())
     }
 
     pub fn is_sweep(&self) -> bool {
@@ -195,6 +203,7 @@ impl From<crate::queue::job::Model> for JobView {
             external_id: m.external_id,
             node: m.node,
             exit_code: m.exit_code,
+            created_by: m.created_by,
             metrics: None,
             links: Vec::new(),
         }

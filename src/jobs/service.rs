@@ -73,6 +73,7 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
     if state.registry.get(&new.job_type).is_none() {
         return Err(state.registry.unknown(&new.job_type).into());
     }
+    require_command_if_needed(&new.job_type, new.config.as_ref())?;
     let label = Label::parse(&new.label)?;
     let description = new
         .description
@@ -135,7 +136,23 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
         }
     }
     txn.commit().await?;
+    crate::auth::audit(&state.db, "job_create", Some(id.to_string()), None, None).await;
     get(state, id).await
+}
+
+/// SCRIPT runs any command, and so does any job with a cluster `target` (its batch script):
+/// both need a role in `auth.command_roles` (SPEC §11).
+fn require_command_if_needed(job_type: &str, config: Option<&Value>) -> Result<(), ApiError> {
+    if job_type == "SCRIPT" {
+        crate::auth::require_command("a SCRIPT job")?;
+    }
+    if config
+        .and_then(|c| c.get("target"))
+        .is_some_and(|t| !t.is_null())
+    {
+        crate::auth::require_command("a job with a cluster target")?;
+    }
+    Ok(())
 }
 
 /// A new PENDING job row.
@@ -169,6 +186,7 @@ fn new_row(
         external_id: Set(None),
         node: Set(None),
         exit_code: Set(None),
+        created_by: Set(crate::auth::current_user()),
     }
 }
 
@@ -264,7 +282,8 @@ pub async fn edit(state: &AppState, id: Uuid, edit: JobEdit) -> Result<JobView, 
         );
         changed = true;
     }
-    find(state, id).await?;
+    let job = find(state, id).await?;
+    crate::auth::require_owner(job.created_by.as_deref(), "this job")?;
     if changed {
         update.exec(&state.db).await?;
     }
@@ -273,6 +292,7 @@ pub async fn edit(state: &AppState, id: Uuid, edit: JobEdit) -> Result<JobView, 
 
 pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
     let job = find(state, id).await?;
+    crate::auth::require_owner(job.created_by.as_deref(), "this job")?;
     if job.phase.is_active() {
         return Err(ApiError::Conflict(format!(
             "cannot delete a job in phase {}: ABORT it first",
@@ -306,6 +326,7 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
             "the job was started meanwhile: ABORT it first".into(),
         ));
     }
+    crate::auth::audit(&state.db, "job_delete", Some(id.to_string()), None, None).await;
     let dir = state.workers.job_dir(&job.dir_path);
     if let Err(e) = std::fs::remove_dir_all(&dir)
         && e.kind() != std::io::ErrorKind::NotFound
@@ -352,8 +373,10 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
             "this is task {index} of sweep {parent}: it runs with its sweep (RUN the sweep)"
         )));
     }
+    crate::auth::require_owner(job.created_by.as_deref(), "this job")?;
     job.phase.transition(Action::Run)?;
     let config = folder_config(state, &job)?;
+    require_command_if_needed(&job.job_type, Some(&config))?;
     if sweep::is_sweep(job.config.as_ref()) || sweep::is_sweep(Some(&config)) {
         let made = job.config.as_ref();
         let key = |c: Option<&Value>, k: &str| c.and_then(|c| c.get(k)).cloned();
@@ -393,6 +416,7 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
             .map(ApiError::from)
             .unwrap_or_else(|| ApiError::Conflict("the job changed meanwhile; try again".into())));
     }
+    crate::auth::audit(&state.db, "job_run", Some(id.to_string()), None, None).await;
     // Answer with the phase this call wrote: a worker may claim the job before we read it back.
     let mut queued = JobView::from(job);
     queued.phase = Phase::Queued;
@@ -466,6 +490,7 @@ fn folder_config(state: &AppState, job: &job::Model) -> Result<Value, ApiError> 
 pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     loop {
         let job = find(state, id).await?;
+        crate::auth::require_owner(job.created_by.as_deref(), "this job")?;
         job.phase.transition(Action::Abort)?;
         if let (Some(cluster), Some(external)) = (&job.cluster, &job.external_id)
             && crate::slurm::submitted(external)
@@ -485,6 +510,7 @@ pub async fn abort(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
             .is_some()
         {
             state.workers.cancel_here(id);
+            crate::auth::audit(&state.db, "job_abort", Some(id.to_string()), None, None).await;
             if sweep::is_sweep(job.config.as_ref()) {
                 // Not submitted yet: its tasks never will be.
                 job::Entity::update_many()
@@ -528,6 +554,14 @@ async fn abort_on_cluster(
     say(format!(
         "ABORT: scancel {external} sent to cluster {cluster}; ABORTED once SLURM confirms"
     ));
+    crate::auth::audit(
+        &state.db,
+        "job_abort",
+        Some(job.job_id.to_string()),
+        None,
+        None,
+    )
+    .await;
     state.clusters.poll_soon(cluster);
     get(state, job.job_id).await
 }

@@ -41,6 +41,7 @@ fn active(new: NewLabelling, set: SpectrumSet, position: i32) -> labelling::Acti
         position: Set(position),
         entropy: Set(new.entropy.filter(|e| e.is_finite())),
         result_row: Set(new.result_row.filter(|r| *r >= 0)),
+        labelled_by: Set(crate::auth::current_user()),
     }
 }
 
@@ -122,6 +123,7 @@ fn apply(model: labelling::Model, patch: &LabellingPatch) -> labelling::ActiveMo
     let value = |v: &String| if v.is_empty() { None } else { Some(v.clone()) };
     if let Some(v) = &patch.user_label {
         a.user_label = Set(value(v));
+        a.labelled_by = Set(crate::auth::current_user());
     }
     if let Some(v) = &patch.user_comment {
         a.user_comment = Set(value(v));
@@ -142,6 +144,7 @@ pub async fn patch(
         .one(db)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no labelling {id}")))?;
+    crate::auth::audit(db, "labelling_change", Some(id.to_string()), None, None).await;
     Ok(apply(model, &patch).update(db).await?)
 }
 
@@ -172,6 +175,14 @@ pub async fn patch_batch(db: &DatabaseConnection, batch: BatchPatch) -> Result<(
         apply(model, p).update(&txn).await?;
     }
     txn.commit().await?;
+    crate::auth::audit(
+        db,
+        "labelling_change",
+        Some(format!("{} labellings", batch.labelling_ids.len())),
+        None,
+        None,
+    )
+    .await;
     Ok(())
 }
 

@@ -32,6 +32,8 @@ pub struct Model {
     pub external_id: Option<String>,
     pub node: Option<String>,
     pub exit_code: Option<i32>,
+    /// The user who made it (SPEC §11); none without accounts.
+    pub created_by: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -337,31 +337,11 @@ impl Clusters {
             .iter()
             .any(|(_, t)| t.phase != Phase::Queued && t.phase != Phase::Pending);
         let mut sweep = sweep.clone();
-        if started && sweep.phase == Phase::Queued {
-            let now = chrono::Utc::now();
-            let moved = transition(
-                &self.db,
-                sweep.job_id,
-                Phase::Queued,
-                Action::Claim,
-                Some(sweep.attempt),
-                vec![
-                    (C::Attempt, Expr::value(sweep.attempt + 1)),
-                    (
-                        C::WorkerId,
-                        Expr::value(format!("slurm:{}", cluster.slurm.name())),
-                    ),
-                    (C::HeartbeatMs, Expr::value(now_ms())),
-                    (C::StartedAt, Expr::value(now)),
-                ],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            if moved.is_none() {
-                return Ok(());
-            }
-            sweep.phase = Phase::Processing;
-            sweep.started_at = Some(now);
+        if started
+            && sweep.phase == Phase::Queued
+            && !self.started(cluster, &mut sweep, None).await?
+        {
+            return Ok(());
         }
         if tasks.is_empty()
             || tasks
@@ -573,6 +553,46 @@ impl Clusters {
         }))
     }
 
+    /// QUEUED → PROCESSING for a job SLURM started (on `node`); false where the row had
+    /// moved meanwhile.
+    async fn started(
+        &self,
+        cluster: &Cluster,
+        job: &mut job::Model,
+        node: Option<&str>,
+    ) -> Result<bool, String> {
+        let now = chrono::Utc::now();
+        let mut changes = vec![
+            (C::Attempt, Expr::value(job.attempt + 1)),
+            (
+                C::WorkerId,
+                Expr::value(format!("slurm:{}", cluster.slurm.name())),
+            ),
+            (C::HeartbeatMs, Expr::value(now_ms())),
+            (C::StartedAt, Expr::value(now)),
+        ];
+        if let Some(n) = node {
+            changes.push((C::Node, Expr::value(n)));
+        }
+        let moved = transition(
+            &self.db,
+            job.job_id,
+            Phase::Queued,
+            Action::Claim,
+            Some(job.attempt),
+            changes,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if moved.is_none() {
+            return Ok(false);
+        }
+        job.phase = Phase::Processing;
+        job.attempt += 1;
+        job.started_at = Some(now);
+        Ok(true)
+    }
+
     async fn apply(&self, cluster: &Cluster, job: &job::Model, s: &Seen) -> Result<(), String> {
         let Some(m) = meaning(&s.state) else {
             return Err(format!("SLURM state {:?} is not one mljm knows", s.state));
@@ -580,32 +600,9 @@ impl Clusters {
         let mut job = job.clone();
         if m != Meaning::Waiting && job.phase == Phase::Queued && m != Meaning::Cancelled {
             // It started (and may have ended) since the last poll.
-            let now = chrono::Utc::now();
-            let moved = transition(
-                &self.db,
-                job.job_id,
-                Phase::Queued,
-                Action::Claim,
-                Some(job.attempt),
-                vec![
-                    (C::Attempt, Expr::value(job.attempt + 1)),
-                    (
-                        C::WorkerId,
-                        Expr::value(format!("slurm:{}", cluster.slurm.name())),
-                    ),
-                    (C::HeartbeatMs, Expr::value(now_ms())),
-                    (C::StartedAt, Expr::value(now)),
-                    (C::Node, Expr::value(s.node.clone())),
-                ],
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            if moved.is_none() {
+            if !self.started(cluster, &mut job, Some(&s.node)).await? {
                 return Ok(());
             }
-            job.phase = Phase::Processing;
-            job.attempt += 1;
-            job.started_at = Some(now);
             if let Ok(log) = JobLog::open(&self.dir_of(&job).join("log.txt")) {
                 log.line(&format!(
                     "running on {} (SLURM job {})",

@@ -19,6 +19,7 @@ on_both_backends!(
     an_iteration_is_labelled_with_the_keyboard_and_continued,
     a_file_is_uploaded_in_the_browser_and_downloaded_back,
     the_spectrum_page_plots_and_error_pages_explain,
+    a_member_logs_in_labels_a_spectrum_and_logs_out,
 );
 
 /// One chromium at a time: on two cores, parallel browsers only make each other time out.
@@ -457,5 +458,109 @@ async fn the_spectrum_page_plots_and_error_pages_explain(b: Backend) {
     assert!(!br.exists("#queued").await);
     assert!(!br.text(&br.find("header").await).await.contains("queued"));
     br.screenshot("job-not-found").await;
+    br.assert_only_local_requests(&app.address).await;
+}
+
+fn password_mode(c: &mut mljm::config::Config) {
+    c.auth.mode = Some(mljm::config::AuthMode::Password);
+}
+
+/// With accounts on: the pages send to the login form and back; the member's job and label
+/// carry their name; logout ends the session.
+async fn a_member_logs_in_labels_a_spectrum_and_logs_out(b: Backend) {
+    let _one = ONE_BROWSER.lock().await;
+    let app = crate::helpers::spawn_app_with(
+        b.clone(),
+        crate::helpers::Options {
+            tweak: password_mode,
+            ..Default::default()
+        },
+    )
+    .await;
+    use mljm::auth::{Role, users};
+    users::add(&app.state.db, "bob", Role::Member, "correct horse battery")
+        .await
+        .unwrap();
+    demo(&app, 120);
+    let (_, token) = users::create_token(&app.state.db, "bob", "setup", true, None)
+        .await
+        .unwrap();
+    let bob = |req: reqwest::RequestBuilder| req.bearer_auth(&token).send();
+    let prep: Value = bob(app.api.post(app.url("/api/jobs/")).json(&json!({
+        "type": "DATA_PREPROCESSING", "label": "pool",
+        "config": {"data_dir_path": "/", "wave_start_point": 6519, "wave_end_point": 6732,
+                   "wave_point_count": 140}})))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let prep_id = prep["job_id"].as_str().unwrap();
+    bob(app
+        .api
+        .post(app.url(&format!("/api/jobs/{prep_id}/process/RUN"))))
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + MINUTE;
+    loop {
+        let job: Value = bob(app.api.get(app.url(&format!("/api/jobs/{prep_id}"))))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["phase"] == "COMPLETED" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pool = format!("{}/result.h5", prep["dir_path"].as_str().unwrap());
+
+    let br = Browser::start(&shots(&b, "accounts")).await;
+    br.goto(&app.url("/jobs/new?type=ACTIVE_ML")).await;
+    br.wait_for("#login", MINUTE).await;
+    br.screenshot("login").await;
+    set_field(&br, "#username", "bob").await;
+    set_field(&br, "#password", "correct horse battery").await;
+    br.click(&br.find("#login button").await).await;
+    // Back where the login began, logged in.
+    br.wait_for("#cfg-pool_data_path", MINUTE).await;
+    assert_eq!(br.text(&br.find("#who").await).await, "bob");
+    set_field(&br, "#cfg-pool_data_path", &pool).await;
+    set_field(&br, "#cfg-oracle_batch_size", "3").await;
+    set_field(&br, "#cfg-perf_est_batch_size", "3").await;
+    set_field(&br, "#cfg-epochs_train", "2").await;
+    br.click(&br.find("button[value=run]").await).await;
+    br.wait_for("#summary", MINUTE).await;
+    let job = job_id_of(&br.current_url().await);
+    br.wait_text("#phase", MINUTE, |t| t == "COMPLETED").await;
+    assert_eq!(br.text(&br.find("#job-owner").await).await, "bob");
+    br.wait_text("#counter", MINUTE, |t| t == "0/3 labelled")
+        .await;
+    br.keys(&["1"]).await;
+    br.wait_text("#counter", MINUTE, |t| t == "1/3 labelled")
+        .await;
+    br.wait_text("#ws-saved", MINUTE, |t| t == "saved").await;
+    br.screenshot("labelled-as-bob").await;
+    let labels: Value = bob(app
+        .api
+        .get(app.url(&format!("/api/labellings/?job_id={job}"))))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let given: Vec<&Value> = labels
+        .as_array()
+        .map(|a| a.iter().filter(|l| !l["user_label"].is_null()).collect())
+        .unwrap_or_default();
+    assert_eq!(given.len(), 1, "{labels}");
+    assert_eq!(given[0]["labelled_by"], "bob");
+
+    br.click(&br.find("#logout").await).await;
+    br.wait_for("#login", MINUTE).await;
+    br.goto(&app.url(&format!("/jobs/{job}"))).await;
+    br.wait_for("#login", MINUTE).await;
     br.assert_only_local_requests(&app.address).await;
 }

@@ -73,6 +73,23 @@ async fn script(app: &TestApp, command: &str, extra: Value) -> Value {
     job
 }
 
+/// `n` SCRIPT jobs of `sh -c command` on the test cluster, run; their ids.
+async fn run_scripts(api: &crate::helpers::Api, n: usize, command: &str) -> Vec<String> {
+    let mut jobs = Vec::new();
+    for i in 0..n {
+        let job = api
+            .create(
+                "SCRIPT",
+                &format!("script {i}"),
+                json!({"command": ["sh", "-c", command], "target": {"cluster": "test"}}),
+            )
+            .await;
+        api.run(&id(&job)).await;
+        jobs.push(id(&job));
+    }
+    jobs
+}
+
 /// `mljm ARGS --server <the app>`, its stdin empty; the output whatever the status.
 async fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_mljm"));
@@ -657,6 +674,20 @@ fn counting_wrappers() -> tempfile::TempDir {
     dir
 }
 
+/// The test cluster with its SLURM commands behind `counting_wrappers`.
+async fn counted_cluster_app(b: Backend) -> (TestApp, tempfile::TempDir) {
+    let wrappers = counting_wrappers();
+    let app = cluster_app_with(
+        b,
+        mljm::config::ClusterConfig {
+            slurm_bin: wrappers.path().display().to_string(),
+            ..test_cluster()
+        },
+    )
+    .await;
+    (app, wrappers)
+}
+
 /// `(seconds, program, arguments)` of every call the wrappers logged.
 fn calls(dir: &std::path::Path) -> Vec<(f64, String, String)> {
     std::fs::read_to_string(dir.join("calls.log"))
@@ -677,28 +708,8 @@ fn calls(dir: &std::path::Path) -> Vec<(f64, String, String)> {
 /// one per `poll_s`; all 50 complete.
 async fn fifty_active_jobs_take_one_squeue_per_poll(b: Backend) {
     let _shared = ONE_CLUSTER.read().await;
-    let wrappers = counting_wrappers();
-    let app = cluster_app_with(
-        b,
-        mljm::config::ClusterConfig {
-            slurm_bin: wrappers.path().display().to_string(),
-            ..test_cluster()
-        },
-    )
-    .await;
-    let mut jobs = Vec::new();
-    for i in 0..50 {
-        let job = app
-            .create(
-                "SCRIPT",
-                &format!("sweep {i}"),
-                json!({"command": ["sh", "-c", "sleep 4; echo task $MLJM_JOB_ID"],
-                       "target": {"cluster": "test"}}),
-            )
-            .await;
-        app.run(&id(&job)).await;
-        jobs.push(id(&job));
-    }
+    let (app, wrappers) = counted_cluster_app(b).await;
+    let jobs = run_scripts(&app, 50, "sleep 4; echo task $MLJM_JOB_ID").await;
     for job in &jobs {
         app.wait_phase(job, "COMPLETED", 4 * MINUTE).await;
     }
@@ -807,19 +818,7 @@ async fn jobs_outlive_a_controller_outage_and_a_restart_of_serve(b: Backend) {
     )
     .unwrap();
     let serve = Serve::start_with_config(&data, &db, &tmp.path().join("serve1.log"), &config).await;
-    let mut jobs = Vec::new();
-    for i in 0..2 {
-        let job = serve
-            .create(
-                "SCRIPT",
-                &format!("outage {i}"),
-                json!({"command": ["sh", "-c", "echo begun; sleep 75; echo ended"],
-                       "target": {"cluster": "test"}}),
-            )
-            .await;
-        serve.run(&id(&job)).await;
-        jobs.push(id(&job));
-    }
+    let jobs = run_scripts(&serve, 2, "echo begun; sleep 75; echo ended").await;
     for job in &jobs {
         serve.wait_phase(job, "PROCESSING", MINUTE).await;
     }
@@ -861,15 +860,7 @@ async fn tasks(app: &TestApp, sweep: &Value) -> Vec<Value> {
 /// in ERROR naming it; ABORT of a sweep cancels every task; a 500-task sweep is timed.
 async fn a_sweep_is_one_sbatch_and_its_tasks_end_on_their_own(b: Backend) {
     let _shared = ONE_CLUSTER.read().await;
-    let wrappers = counting_wrappers();
-    let app = cluster_app_with(
-        b,
-        mljm::config::ClusterConfig {
-            slurm_bin: wrappers.path().display().to_string(),
-            ..test_cluster()
-        },
-    )
-    .await;
+    let (app, wrappers) = counted_cluster_app(b).await;
     // A sweep is checked at create: it needs a cluster, and its sets name their fields.
     for (config, field) in [
         (json!({"command": ["true"], "array": "0-3"}), "array"),

@@ -1,5 +1,6 @@
 //! The one integration test binary: real server, real database, real child processes.
 
+mod accounts;
 mod active;
 mod browser;
 mod cli;
