@@ -85,7 +85,19 @@ async fn delete(
     name: web::Path<String>,
     q: web::Query<Parent>,
 ) -> Result<HttpResponse> {
+    job_rights(&state, &q.parent_dir_path, &name).await?;
     service::delete_file(&state.storage, &q.parent_dir_path, &name)?;
+    crate::auth::audit(
+        &state.db,
+        "file_delete",
+        Some(format!(
+            "{}/{name}",
+            q.parent_dir_path.trim_end_matches('/')
+        )),
+        None,
+        None,
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -113,7 +125,19 @@ async fn remove_dir(
     name: web::Path<String>,
     q: web::Query<Parent>,
 ) -> Result<HttpResponse> {
+    job_rights(&state, &q.parent_dir_path, &name).await?;
     service::remove_dir(&state.storage, &q.parent_dir_path, &name)?;
+    crate::auth::audit(
+        &state.db,
+        "directory_delete",
+        Some(format!(
+            "{}/{name}",
+            q.parent_dir_path.trim_end_matches('/')
+        )),
+        None,
+        None,
+    )
+    .await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -162,6 +186,7 @@ async fn upload(
     if declared.is_some_and(|n| n > limit + 64 * 1024) {
         return Err(too_large(limit));
     }
+    job_rights(&state, &q.parent_dir_path, &name).await?;
     let target = state.storage.entry(&q.parent_dir_path, &name)?;
     if target.is_dir() {
         return Err(ApiError::Conflict(format!("{name} is a directory")));
@@ -176,6 +201,17 @@ async fn upload(
     match result {
         Ok(Some(size)) => {
             tokio::fs::rename(&tmp, &target).await?;
+            crate::auth::audit(
+                &state.db,
+                "file_upload",
+                Some(format!(
+                    "{}/{name} ({size} bytes)",
+                    q.parent_dir_path.trim_end_matches('/')
+                )),
+                None,
+                None,
+            )
+            .await;
             let parent = crate::storage::normalize(&q.parent_dir_path)?;
             Ok(HttpResponse::Created().json(Uploaded {
                 filename: name.into_inner(),
@@ -192,6 +228,34 @@ async fn upload(
             Err(e)
         }
     }
+}
+
+/// What lies in a job's folder changes with the job's rights: its owner's or an admin's
+/// (SPEC §11). Elsewhere in the files root any member may.
+async fn job_rights(state: &AppState, parent: &str, name: &str) -> Result<()> {
+    if crate::auth::current().is_none() {
+        return Ok(());
+    }
+    let parts = crate::storage::normalize(&format!("{}/{name}", parent.trim_end_matches('/')))?;
+    let [jobs, folder, ..] = parts.as_slice() else {
+        return Ok(());
+    };
+    if jobs != "JOBS" {
+        return Ok(());
+    }
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let dir = format!("/JOBS/{folder}");
+    if let Some(job) = crate::queue::job::Entity::find()
+        .filter(crate::queue::job::Column::DirPath.eq(dir.clone()))
+        .one(&state.db)
+        .await?
+    {
+        crate::auth::require_owner(
+            job.created_by.as_deref(),
+            &format!("{dir} (a job's folder)"),
+        )?;
+    }
+    Ok(())
 }
 
 pub fn too_large(limit: u64) -> ApiError {

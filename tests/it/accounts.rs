@@ -23,6 +23,7 @@ crate::without_the_database!(
     every_operation_refuses_a_request_without_credentials,
     a_trusted_proxy_names_the_user_and_no_one_else_can,
     serve_on_a_network_address_needs_accounts,
+    the_cli_logs_in_and_keeps_its_token,
 );
 
 fn password_mode(c: &mut Config) {
@@ -248,6 +249,12 @@ async fn roles_and_owners_decide_who_may_do_what(b: Backend) {
         assert_eq!(resp.status(), 403, "{action}");
     }
     assert_eq!(cy.delete(&job_url).send().await.unwrap().status(), 403);
+    // Nor the files in its folder.
+    let folder = job["dir_path"].as_str().unwrap();
+    std::fs::write(app.job_dir(&job).join("notes.txt"), "bob's").unwrap();
+    let file_url = app.url(&format!("/api/files/notes.txt?parent_dir_path={folder}"));
+    assert_eq!(cy.delete(&file_url).send().await.unwrap().status(), 403);
+    assert_eq!(bob.delete(&file_url).send().await.unwrap().status(), 204);
     assert_eq!(
         bob.patch(&job_url)
             .json(&json!({"label": "bob's own"}))
@@ -623,4 +630,93 @@ async fn serve_on_a_network_address_needs_accounts(_b: Backend) {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(resp.status(), 401);
+}
+
+/// `mljm login` keeps a token (mode 0600) that the other commands send; without it they are
+/// refused with the server's words.
+async fn the_cli_logs_in_and_keeps_its_token(b: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let app = password_app(b).await;
+    users::add(&app.state.db, "bob", Role::Member, "correct horse battery")
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let server = format!("http://127.0.0.1:{}", app.port);
+    let run = |args: Vec<String>, stdin: &'static str| {
+        let home = home.path().to_path_buf();
+        async move {
+            let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_mljm"));
+            mljm::child::no_inherit_async(&mut c)
+                .args(&args)
+                .env("XDG_CONFIG_HOME", &home)
+                .env_remove("MLJM_TOKEN")
+                .env("MLJM_CONFIG", "/dev/null")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let mut child = c.spawn().unwrap();
+            use tokio::io::AsyncWriteExt;
+            let mut input = child.stdin.take().unwrap();
+            input.write_all(stdin.as_bytes()).await.unwrap();
+            drop(input);
+            child.wait_with_output().await.unwrap()
+        }
+    };
+    let list = vec![
+        "jobs".into(),
+        "list".into(),
+        "--server".into(),
+        server.clone(),
+    ];
+    let out = run(list.clone(), "").await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+    let wrong = run(
+        vec![
+            "login".into(),
+            "--server".into(),
+            server.clone(),
+            "--user".into(),
+            "bob".into(),
+        ],
+        "not the password\n",
+    )
+    .await;
+    assert!(!wrong.status.success());
+    let ok = run(
+        vec![
+            "login".into(),
+            "--server".into(),
+            server.clone(),
+            "--user".into(),
+            "bob".into(),
+        ],
+        "correct horse battery\n",
+    )
+    .await;
+    assert!(ok.status.success(), "{ok:?}");
+    let kept = home.path().join("mljm/tokens.json");
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let out = run(list, "").await;
+    assert!(out.status.success(), "{out:?}");
+    // The token is bob's, named for this host, and lasts 90 days.
+    let (_, tokens) = body(
+        bearer(
+            serde_json::from_str::<Value>(&std::fs::read_to_string(&kept).unwrap()).unwrap()
+                [&server]
+                .as_str()
+                .unwrap(),
+        )
+        .get(app.url("/api/tokens/"))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(tokens[0]["user"], "bob");
+    assert!(!tokens[0]["expires_at"].is_null());
 }
