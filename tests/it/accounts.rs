@@ -346,6 +346,12 @@ async fn roles_and_owners_decide_who_may_do_what(b: Backend) {
         .await
         .unwrap();
     assert!(!home.contains(r#"href="/jobs/new""#));
+    // Nor the list's Abort and Delete buttons; the list names each job's owner.
+    assert!(!home.contains("process/ABORT") && !home.contains("hx-delete"));
+    assert!(
+        home.contains(r#"<small class="owner" title="owner">ada</small>"#),
+        "{home}"
+    );
     // Who is asking.
     let (_, me) = body(vi.get(app.url("/api/auth/me")).send().await.unwrap()).await;
     assert_eq!(
@@ -484,6 +490,40 @@ async fn sessions_end_at_logout_and_failed_logins_are_limited(b: Backend) {
     // The page shows who is logged in.
     let page = with_cookie("/").await.unwrap().text().await.unwrap();
     assert!(page.contains(r#"<span id="who">bob</span>"#), "{page}");
+    // Behind an HTTPS proxy the cookie is Secure.
+    let https = app
+        .api
+        .post(app.url("/api/auth/login"))
+        .header("X-Forwarded-Proto", "https")
+        .json(&json!({"username": "bob", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    let secure = https.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(secure.contains("Secure"), "{secure}");
+    // A session unused for longer than session_idle_h (12 h) is over.
+    {
+        use mljm::auth::entities::session;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        let idle = secure.split(';').next().unwrap().split_once('=').unwrap().1;
+        session::Entity::update_many()
+            .filter(session::Column::Hash.eq(mljm::auth::digest(idle)))
+            .col_expr(
+                session::Column::LastSeenAt,
+                Expr::value(chrono::Utc::now() - chrono::Duration::hours(13)),
+            )
+            .exec(&app.state.db)
+            .await
+            .unwrap();
+        let stale = app
+            .api
+            .get(app.url("/api/jobs/"))
+            .header(reqwest::header::COOKIE, format!("mljm_session={idle}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status(), 401, "an idle session has expired");
+    }
     let out = app
         .api
         .post(app.url("/api/auth/logout"))
