@@ -85,20 +85,14 @@ async fn delete(
     name: web::Path<String>,
     q: web::Query<Parent>,
 ) -> Result<HttpResponse> {
-    job_rights(&state, &q.parent_dir_path, &name).await?;
-    service::delete_file(&state.storage, &q.parent_dir_path, &name)?;
-    crate::auth::audit(
-        &state.db,
+    removal(
+        &state,
+        &q.parent_dir_path,
+        &name,
         "file_delete",
-        Some(format!(
-            "{}/{name}",
-            q.parent_dir_path.trim_end_matches('/')
-        )),
-        None,
-        None,
+        service::delete_file,
     )
-    .await;
-    Ok(HttpResponse::NoContent().finish())
+    .await
 }
 
 #[utoipa::path(post, path = "/api/files/directories/{dirname}", summary = "Create a directory",
@@ -125,20 +119,14 @@ async fn remove_dir(
     name: web::Path<String>,
     q: web::Query<Parent>,
 ) -> Result<HttpResponse> {
-    job_rights(&state, &q.parent_dir_path, &name).await?;
-    service::remove_dir(&state.storage, &q.parent_dir_path, &name)?;
-    crate::auth::audit(
-        &state.db,
+    removal(
+        &state,
+        &q.parent_dir_path,
+        &name,
         "directory_delete",
-        Some(format!(
-            "{}/{name}",
-            q.parent_dir_path.trim_end_matches('/')
-        )),
-        None,
-        None,
+        service::remove_dir,
     )
-    .await;
-    Ok(HttpResponse::NoContent().finish())
+    .await
 }
 
 #[utoipa::path(get, path = "/api/files/{filename}/download",
@@ -228,6 +216,22 @@ async fn upload(
             Err(e)
         }
     }
+}
+
+/// Deletes `name` in `parent` with `remove` (a file, or a folder and all it holds), with the
+/// rights that place needs, into the audit trail.
+async fn removal(
+    state: &AppState,
+    parent: &str,
+    name: &str,
+    action: &str,
+    remove: fn(&crate::storage::Storage, &str, &str) -> Result<()>,
+) -> Result<HttpResponse> {
+    job_rights(state, parent, name).await?;
+    remove(&state.storage, parent, name)?;
+    let what = format!("{}/{name}", parent.trim_end_matches('/'));
+    crate::auth::audit(&state.db, action, Some(what), None, None).await;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// What lies in a job's folder changes with the job's rights: its owner's or an admin's
