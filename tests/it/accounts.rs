@@ -178,6 +178,23 @@ async fn roles_and_owners_decide_who_may_do_what(b: Backend) {
     .await;
     assert_eq!(status, 403);
     assert!(err["message"].as_str().unwrap().contains("viewer"), "{err}");
+    let upload = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"),
+    );
+    let resp = vi
+        .post(app.url("/api/files/x.txt/upload"))
+        .multipart(upload)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "a viewer uploads nothing");
+    let resp = vi
+        .post(app.url("/api/files/directories/mine"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "nor makes folders");
 
     // A member makes jobs, which are theirs.
     let (status, job) = body(
@@ -558,6 +575,9 @@ async fn sessions_end_at_logout_and_failed_logins_are_limited(b: Backend) {
     for _ in 0..3 {
         assert_eq!(login(&app, "bob", "wrong password").await.status(), 401);
     }
+    // The sixth wrong password within the minute…
+    assert_eq!(login(&app, "bob", "wrong password").await.status(), 429);
+    // …and the right one is refused until the window passes.
     let refused = login(&app, "bob", "correct horse battery").await;
     assert_eq!(refused.status(), 429);
     let wait: u64 = refused.headers()["retry-after"]
