@@ -65,6 +65,23 @@ pub struct ProxyConfig {
     pub default_role: String,
 }
 
+/// An address or CIDR of `auth.proxy.trusted`.
+pub fn parse_net(net: &str) -> Option<ipnet::IpNet> {
+    net.parse::<ipnet::IpNet>()
+        .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .ok()
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Off => "off",
+            AuthMode::Password => "password",
+            AuthMode::Proxy => "proxy",
+        }
+    }
+}
+
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
@@ -438,11 +455,9 @@ impl Config {
             }
         }
         for net in &a.proxy.trusted {
-            net.parse::<ipnet::IpNet>()
-                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| {
-                    anyhow::anyhow!("configuration: auth.proxy.trusted: {net:?} is not a CIDR")
-                })?;
+            parse_net(net).ok_or_else(|| {
+                anyhow::anyhow!("configuration: auth.proxy.trusted: {net:?} is not a CIDR")
+            })?;
         }
         if !(a.session_idle_h > 0.0 && a.session_max_h >= a.session_idle_h) {
             anyhow::bail!(

@@ -47,7 +47,7 @@ impl Layout {
             section,
             user: crate::auth::current_user(),
             may_write: crate::auth::may_write(),
-            admin: crate::auth::require_admin("").is_ok(),
+            admin: crate::auth::is_admin(),
         }
     }
 }

@@ -77,10 +77,7 @@ pub struct Me {
 }
 
 fn mode_name(state: &AppState) -> String {
-    serde_json::to_value(state.config.auth_mode())
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
+    state.config.auth_mode().as_str().to_string()
 }
 
 /// Checks the password, within the limits on failures; a new session's secret.

@@ -116,17 +116,24 @@ pub fn require_command(what: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Acting on a job (abort, delete, relabel, its labels): its owner or an admin.
+/// Whether `who` (none: nobody, never refused) may act on what `owner` made.
+fn owns(who: Option<&Identity>, owner: Option<&str>) -> bool {
+    who.is_none_or(|i| i.role == Role::Admin || owner == Some(i.user.as_str()))
+}
+
+pub fn is_admin() -> bool {
+    current().is_none_or(|i| i.role == Role::Admin)
+}
+
+/// Acting on a job (abort, delete, relabel, its files): its owner or an admin.
 pub fn require_owner(owner: Option<&str>, what: &str) -> Result<(), ApiError> {
-    match current() {
-        Some(i) if i.role != Role::Admin && owner != Some(i.user.as_str()) => {
-            Err(ApiError::Forbidden(format!(
-                "{what} belongs to {}: only its owner or an admin may change it",
-                owner.unwrap_or("no one (made before accounts)")
-            )))
-        }
-        _ => Ok(()),
+    if owns(current().as_ref(), owner) {
+        return Ok(());
     }
+    Err(ApiError::Forbidden(format!(
+        "{what} belongs to {}: only its owner or an admin may change it",
+        owner.unwrap_or("no one (made before accounts)")
+    )))
 }
 
 /// Whether the current user may change things at all (the pages hide what they may not).
@@ -136,7 +143,7 @@ pub fn may_write() -> bool {
 
 /// Whether the current user may change a job of `owner`'s.
 pub fn may_change(owner: Option<&str>) -> bool {
-    may_write() && require_owner(owner, "").is_ok()
+    may_write() && owns(current().as_ref(), owner)
 }
 
 /// Users, other people's tokens, the audit trail.
@@ -259,14 +266,15 @@ pub fn address(req: &HttpRequest) -> Option<IpAddr> {
 
 fn trusted(config: &Config, ip: Option<IpAddr>) -> bool {
     let Some(ip) = ip else { return false };
-    config.auth.proxy.trusted.iter().any(|net| {
-        net.parse::<ipnet::IpNet>()
-            .or_else(|_| net.parse::<IpAddr>().map(ipnet::IpNet::from))
-            .is_ok_and(|n| n.contains(&ip))
-    })
+    config
+        .auth
+        .proxy
+        .trusted
+        .iter()
+        .any(|net| crate::config::parse_net(net).is_some_and(|n| n.contains(&ip)))
 }
 
-async fn identity_of(config: &Config, u: &user::Model, write: bool) -> Identity {
+fn identity_of(config: &Config, u: &user::Model, write: bool) -> Identity {
     let role = Role::parse(&u.role).unwrap_or(Role::Viewer);
     Identity {
         user: u.name.clone(),
@@ -334,7 +342,7 @@ async fn identify(
                 .exec(db)
                 .await?;
         }
-        return Ok(Some(identity_of(config, &u, t.scope == "write").await));
+        return Ok(Some(identity_of(config, &u, t.scope == "write")));
     }
     if mode == AuthMode::Proxy {
         let header = &config.auth.proxy.header;
@@ -344,7 +352,7 @@ async fn identify(
             let name = name.to_str().unwrap_or_default().trim();
             if users::check_name(name).is_ok() {
                 let u = users::proxy_user(db, name, &config.auth.proxy.default_role).await?;
-                return Ok(Some(identity_of(config, &u, true).await));
+                return Ok(Some(identity_of(config, &u, true)));
             }
         }
         return Ok(None);
@@ -371,7 +379,7 @@ async fn identify(
                     .exec(db)
                     .await?;
             }
-            let mut who = identity_of(config, &u, true).await;
+            let mut who = identity_of(config, &u, true);
             who.session = Some(hash);
             return Ok(Some(who));
         }

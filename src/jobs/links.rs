@@ -2,7 +2,12 @@
 //! (`wandb: 🚀 View run at https://wandb.ai/…/runs/…`, MLflow's `View run … at:
 //! http://…/#/experiments/1/runs/…`), listed on the job and linked from its page.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::{
+    collections::HashMap,
+    io::{Read, Seek, SeekFrom},
+    path::{Path, PathBuf},
+    sync::{LazyLock, Mutex},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -13,29 +18,66 @@ pub struct RunLink {
     pub url: String,
 }
 
-/// The log is read at its start and its end, this much of each: the trackers print their
-/// links when a run starts and again when it ends, and a long log is not read whole on
-/// every look at the job.
+/// A long log is read at its start and its end, this much of each, the first time: the
+/// trackers print their links when a run starts and again when it ends.
 const WINDOW: u64 = 256 << 10;
 
 /// At most this many links on one job.
 const MAX_LINKS: usize = 20;
 
+/// Each log's links and how far it has been read (to the end of its last whole line). The
+/// job page asks every second while a job runs: only what the log gained since is read.
+static SEEN: LazyLock<Mutex<HashMap<PathBuf, Seen>>> = LazyLock::new(Default::default);
+
+/// How far a log has been read, and the links in that part.
+type Seen = (u64, Vec<RunLink>);
+
+/// Logs remembered at most (the oldest are simply read again).
+const MAX_SEEN: usize = 4096;
+
 /// The run links of the log at `path` (none when it cannot be read).
-pub fn of_log(path: &std::path::Path) -> Vec<RunLink> {
+pub fn of_log(path: &Path) -> Vec<RunLink> {
     let Ok(mut f) = std::fs::File::open(path) else {
         return Vec::new();
     };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let mut text = Vec::new();
-    let _ = (&mut f).take(WINDOW).read_to_end(&mut text);
-    if len > 2 * WINDOW && f.seek(SeekFrom::Start(len - WINDOW)).is_ok() {
-        text.push(b'\n');
-        let _ = f.take(WINDOW).read_to_end(&mut text);
-    } else if len > WINDOW {
-        let _ = f.read_to_end(&mut text);
+    let known = SEEN
+        .lock()
+        .ok()
+        .and_then(|m| m.get(path).cloned())
+        .filter(|(to, _)| *to <= len);
+    let (from, mut links) = known.unwrap_or_default();
+    if from == len {
+        return links;
     }
-    in_text(&String::from_utf8_lossy(&text))
+    let mut text = Vec::new();
+    if from == 0 && len > 2 * WINDOW {
+        let _ = (&mut f).take(WINDOW).read_to_end(&mut text);
+        text.push(b'\n');
+    }
+    // The new part (at most its last WINDOW); a line still being written waits for next time.
+    let start = from.max(len.saturating_sub(WINDOW));
+    let before = text.len();
+    if f.seek(SeekFrom::Start(start)).is_ok() {
+        let _ = f.take(len - start).read_to_end(&mut text);
+    }
+    let whole = text[before..]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    text.truncate(before + whole);
+    for link in in_text(&String::from_utf8_lossy(&text)) {
+        if links.len() < MAX_LINKS && !links.contains(&link) {
+            links.push(link);
+        }
+    }
+    if let Ok(mut m) = SEEN.lock() {
+        if m.len() >= MAX_SEEN {
+            m.clear();
+        }
+        m.insert(path.to_path_buf(), (start + whole as u64, links.clone()));
+    }
+    links
 }
 
 /// The run links in `text`, each once, in the order they appear.
@@ -107,5 +149,28 @@ wandb: 🚀 View run at https://wandb.example.edu/team/p/runs/abc";
             ]
         );
         assert!(in_text("javascript:alert(1) http:// httpx").is_empty());
+    }
+
+    /// A growing log is read from where it was: a link added later is found, one on a line
+    /// still being written is not taken half.
+    #[test]
+    fn a_growing_log_is_read_from_where_it_was() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.txt");
+        let mut log = std::fs::File::create(&path).unwrap();
+        writeln!(log, "wandb: View run at https://wandb.ai/a/b/runs/one").unwrap();
+        write!(log, "wandb: View run at https://wandb.ai/a/b/ru").unwrap();
+        let first = of_log(&path);
+        assert_eq!(first.len(), 1);
+        writeln!(log, "ns/two").unwrap();
+        let urls: Vec<String> = of_log(&path).into_iter().map(|l| l.url).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://wandb.ai/a/b/runs/one",
+                "https://wandb.ai/a/b/runs/two"
+            ]
+        );
     }
 }

@@ -82,7 +82,7 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
         .transpose()?
         .map(Description::into_inner);
     let sweep = match &new.config {
-        Some(cfg) => check_config(state, &new.job_type, cfg).await?,
+        Some(cfg) => check_config(state, &new.job_type, cfg).await?.0,
         None => None,
     };
     if let Some(parent) = new.parent_job_id {
@@ -199,12 +199,12 @@ fn task_label(sweep: &Label, index: u32) -> Result<Label, ApiError> {
 }
 
 /// A config as its type reads it, and its target; a sweep's tasks each (the sweep itself
-/// may leave to its parameter sets what its type requires).
+/// may leave to its parameter sets what its type requires). The sweep and the target.
 async fn check_config(
     state: &AppState,
     job_type: &str,
     cfg: &Value,
-) -> Result<Option<Sweep>, ApiError> {
+) -> Result<(Option<Sweep>, Option<crate::slurm::target::Target>), ApiError> {
     let paths = state.workers.paths();
     let sweep = sweep::of_config(cfg).map_err(|e| ApiError::invalid(e.field, e.message))?;
     match &sweep {
@@ -238,8 +238,8 @@ async fn check_config(
             }
         }
     }
-    check_target(state, cfg).await?;
-    Ok(sweep)
+    let target = check_target(state, cfg).await?;
+    Ok((sweep, target))
 }
 
 fn write_config(dir: &std::path::Path, cfg: &Value) -> Result<(), ApiError> {
@@ -391,9 +391,9 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
             ));
         }
     }
-    check_config(state, &job.job_type, &config).await?;
-    let cluster = crate::slurm::target::of_config(&config, &state.config)
-        .map_err(|e| ApiError::invalid(e.field, e.message))?
+    let cluster = check_config(state, &job.job_type, &config)
+        .await?
+        .1
         .map(|t| t.cluster);
     let won = transition(
         &state.db,

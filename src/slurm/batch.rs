@@ -59,8 +59,10 @@ pub struct Job<'a> {
 pub const OUTPUT: &str = "slurm.out";
 
 pub fn render(job: &Job, target: &Target, cluster: &ClusterConfig) -> Result<String, String> {
-    let (exports, command) = command(job, target)?;
-    let mut batch = batch(job, target, cluster)?;
+    let script = script_of(job)?;
+    let timeout_s = script.as_ref().and_then(|s| s.timeout_s);
+    let (exports, command) = command(job, script, target);
+    let mut batch = batch(job, timeout_s, target, cluster);
     batch.setup.extend(exports);
     batch.command = command;
     batch.render().map_err(|e| format!("job.sbatch: {e}"))
@@ -75,11 +77,21 @@ pub fn render_sweep(
     target: &Target,
     cluster: &ClusterConfig,
 ) -> Result<String, String> {
-    let mut batch = batch(sweep, target, cluster)?;
+    // Each task's own config is what runs (the sweep's may leave `command` to its sets); the
+    // array's time limit is the longest a task asks for.
+    let scripts = tasks
+        .iter()
+        .map(|(_, t)| script_of(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let timeout_s = scripts
+        .iter()
+        .filter_map(|s| s.as_ref()?.timeout_s)
+        .reduce(f64::max);
+    let mut batch = batch(sweep, timeout_s, target, cluster);
     batch.array = spec.to_string();
     batch.output = format!("{}/slurm-%a.out", sweep.dir);
-    for (index, task) in tasks {
-        let (mut lines, command) = command(task, target)?;
+    for ((index, task), script) in tasks.iter().zip(scripts) {
+        let (mut lines, command) = command(task, script, target);
         lines.push(command);
         batch.tasks.push(TaskLines {
             index: *index,
@@ -95,9 +107,10 @@ pub fn render_sweep(
 /// defaults, and the cluster's setup lines.
 fn batch<'a>(
     job: &'a Job,
+    timeout_s: Option<f64>,
     target: &Target,
     cluster: &'a ClusterConfig,
-) -> Result<Batch<'a>, String> {
+) -> Batch<'a> {
     let mut directives = Vec::new();
     if let Some(p) = or_default(&target.partition, &cluster.partition) {
         directives.push(format!("--partition={p}"));
@@ -105,14 +118,8 @@ fn batch<'a>(
     if let Some(a) = or_default(&target.account, &cluster.account) {
         directives.push(format!("--account={a}"));
     }
-    let script_cfg = (job.job_type == "SCRIPT")
-        .then(|| ScriptConfig::parse(job.config).map_err(|e| e.to_string()))
-        .transpose()?;
     // A SCRIPT's timeout_s is its time limit where the target sets none.
-    let timeout = script_cfg
-        .as_ref()
-        .and_then(|s| s.timeout_s)
-        .map(|t| format!("{}", (t / 60.0).ceil().max(1.0) as u64));
+    let timeout = timeout_s.map(|t| format!("{}", (t / 60.0).ceil().max(1.0) as u64));
     if let Some(t) = target
         .time
         .clone()
@@ -140,7 +147,7 @@ fn batch<'a>(
         setup.push(format!("conda activate {}", sh_quote(env)));
     }
     let id = job.id.to_string();
-    Ok(Batch {
+    Batch {
         name: format!("mljm-{}", &id[..8]),
         job_id: id,
         job_type: job.job_type,
@@ -153,15 +160,19 @@ fn batch<'a>(
         command: String::new(),
         array: String::new(),
         tasks: Vec::new(),
-    })
+    }
+}
+
+/// A SCRIPT's config (none for the built-in types).
+fn script_of(job: &Job) -> Result<Option<ScriptConfig>, String> {
+    (job.job_type == "SCRIPT")
+        .then(|| ScriptConfig::parse(job.config).map_err(|e| e.to_string()))
+        .transpose()
 }
 
 /// The job's command line, and the `export` lines of its environment.
-fn command(job: &Job, target: &Target) -> Result<(Vec<String>, String), String> {
-    let script_cfg = (job.job_type == "SCRIPT")
-        .then(|| ScriptConfig::parse(job.config).map_err(|e| e.to_string()))
-        .transpose()?;
-    let (words, env): (Vec<String>, BTreeMap<String, String>) = match script_cfg {
+fn command(job: &Job, script: Option<ScriptConfig>, target: &Target) -> (Vec<String>, String) {
+    let (words, env): (Vec<String>, BTreeMap<String, String>) = match script {
         Some(s) => (s.command, s.env),
         // The built-in types run as `mljm run` does here; its log.txt is the job's log.
         None => (
@@ -198,7 +209,7 @@ fn command(job: &Job, target: &Target) -> Result<(Vec<String>, String), String> 
         // Its own lines go to log.txt; SLURM's file keeps what the script itself says.
         command.push_str(" >/dev/null 2>&1");
     }
-    Ok((exports, command))
+    (exports, command)
 }
 
 /// One `sinfo -h -a -N -O Partition:|,Available:|,CPUsState:|,Gres:|,GresUsed:|,NodeHost:|`

@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::{io::AsyncWriteExt, process::Command};
+use tokio::process::Command;
 
 use crate::config::{ClusterConfig, Submit};
 
@@ -97,43 +97,38 @@ impl Slurm {
     /// error carrying its stderr (and, over SSH, what went wrong with the connection).
     pub async fn call(&self, program: &str, args: &[String]) -> Result<String, SlurmError> {
         let program = self.program(program);
-        self.exec(&program, args, None).await
+        self.exec(&program, args).await
     }
 
     /// A shell command line on the cluster (SSH: the login shell; local: `sh -c`).
     pub async fn shell(&self, line: &str) -> Result<String, SlurmError> {
         match self.cfg.submit {
-            Submit::Local => self.exec("sh", &["-c".into(), line.into()], None).await,
-            Submit::Ssh => self.exec_ssh(line, None).await,
+            Submit::Local => self.exec("sh", &["-c".into(), line.into()]).await,
+            Submit::Ssh => self.exec_ssh(line).await,
         }
     }
 
-    async fn exec(
-        &self,
-        program: &str,
-        args: &[String],
-        stdin: Option<&[u8]>,
-    ) -> Result<String, SlurmError> {
+    async fn exec(&self, program: &str, args: &[String]) -> Result<String, SlurmError> {
         match self.cfg.submit {
             Submit::Local => {
                 let mut c = Command::new(program);
                 crate::child::no_inherit_async(&mut c).args(args);
-                run(c, stdin, program).await
+                run(c, program).await
             }
             Submit::Ssh => {
                 let line = std::iter::once(program.to_string())
                     .chain(args.iter().map(|a| sh_quote(a)))
                     .collect::<Vec<_>>()
                     .join(" ");
-                self.exec_ssh(&line, stdin).await
+                self.exec_ssh(&line).await
             }
         }
     }
 
-    async fn exec_ssh(&self, line: &str, stdin: Option<&[u8]>) -> Result<String, SlurmError> {
+    async fn exec_ssh(&self, line: &str) -> Result<String, SlurmError> {
         let mut c = self.ssh(&[]);
         c.arg(line);
-        run(c, stdin, "ssh").await.map_err(|e| {
+        run(c, "ssh").await.map_err(|e| {
             let m = &e.0;
             SlurmError(if m.contains("Host key verification failed") {
                 format!(
@@ -264,7 +259,7 @@ impl Slurm {
             offset + 1,
             f = sh_quote(remote)
         );
-        run_raw(self.on_cluster(&line), None, "reading the job's output").await
+        run_raw(self.on_cluster(&line), "reading the job's output").await
     }
 
     /// Closes the SSH master connection, if any.
@@ -327,30 +322,20 @@ async fn pipe(mut from: Command, mut to: Command, what: &str) -> Result<(), Slur
     Ok(())
 }
 
-async fn run(c: Command, stdin: Option<&[u8]>, what: &str) -> Result<String, SlurmError> {
-    run_raw(c, stdin, what)
+async fn run(c: Command, what: &str) -> Result<String, SlurmError> {
+    run_raw(c, what)
         .await
         .map(|out| String::from_utf8_lossy(&out).into_owned())
 }
 
-async fn run_raw(mut c: Command, stdin: Option<&[u8]>, what: &str) -> Result<Vec<u8>, SlurmError> {
-    c.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let mut child = c
+async fn run_raw(mut c: Command, what: &str) -> Result<Vec<u8>, SlurmError> {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = c
         .spawn()
         .map_err(|e| SlurmError(format!("cannot start {what}: {e}")))?;
-    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(bytes)
-            .await
-            .map_err(|e| SlurmError(format!("{what}: writing its input: {e}")))?;
-        drop(pipe);
-    }
     let out = tokio::time::timeout(CALL_TIMEOUT, child.wait_with_output())
         .await
         .map_err(|_| SlurmError(format!("{what} did not answer within {CALL_TIMEOUT:?}")))?
