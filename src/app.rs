@@ -20,13 +20,15 @@ use actix_web::{
 
 /// Opens the state with every domain's extensions wired in (`serve`, `worker`, the tests).
 pub async fn open_state(config: Config) -> anyhow::Result<AppState> {
-    AppState::open(config, extensions()).await
+    let ext = extensions(&config);
+    AppState::open(config, ext).await
 }
 
 /// The one place the domains above the worker plug into it.
-pub fn extensions() -> Extensions {
+pub fn extensions(config: &Config) -> Extensions {
     let mut ext = Extensions::default();
     active_learning::extend(&mut ext);
+    crate::models::extend(&mut ext, config);
     ext
 }
 
@@ -53,14 +55,18 @@ impl Application {
             &state.config.server.allowed_hosts,
         ));
         let server_state = state.clone();
-        let server = HttpServer::new(move || create_app(server_state.clone(), policy.clone()))
-            .listen(listener)?
-            .workers(
-                std::thread::available_parallelism()
-                    .map_or(2, |n| n.get())
-                    .min(8),
-            )
-            .run();
+        // One set of loaded models for every HTTP worker thread.
+        let online = web::Data::new(crate::models::online::Online::new());
+        let server = HttpServer::new(move || {
+            create_app(server_state.clone(), policy.clone(), online.clone())
+        })
+        .listen(listener)?
+        .workers(
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(8),
+        )
+        .run();
         Ok(Application {
             port,
             server,
@@ -92,6 +98,7 @@ impl Application {
 pub fn create_app(
     state: AppState,
     policy: Arc<RequestPolicy>,
+    online: web::Data<crate::models::online::Online>,
 ) -> App<
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
@@ -105,6 +112,7 @@ pub fn create_app(
     App::new()
         .app_data(web::Data::new(state))
         .app_data(web::Data::new(job_sections()))
+        .app_data(online)
         .app_data(web::Data::from(policy))
         .app_data(crate::error::json_config(json_limit))
         .app_data(crate::pages::form_config(json_limit))
@@ -119,6 +127,7 @@ pub fn create_app(
                 .configure(crate::labellings::routes::configure)
                 .configure(crate::active_learning::routes::configure)
                 .configure(crate::clusters::routes::configure)
+                .configure(crate::models::routes::configure)
                 .configure(crate::accounts::routes::configure)
                 .route("/openapi.json", web::get().to(crate::openapi::document))
                 .route("/docs", web::get().to(crate::openapi::docs_page))
@@ -134,6 +143,7 @@ pub fn create_app(
         .configure(crate::spectra::pages::configure)
         .configure(crate::active_learning::workspace::configure)
         .configure(crate::clusters::pages::configure)
+        .configure(crate::models::pages::configure)
         .configure(crate::accounts::routes::configure_pages)
         .default_service(web::to(|| async {
             actix_web::ResponseError::error_response(&crate::pages::PageError(

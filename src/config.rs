@@ -24,6 +24,27 @@ pub struct Config {
     pub clusters: Vec<ClusterConfig>,
     /// Accounts (SPEC §11).
     pub auth: AuthConfig,
+    /// Experiment tracking (SPEC §12).
+    pub tracking: TrackingConfig,
+}
+
+/// Optional MLflow tracking of the active-learning iterations (SPEC §12).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackingConfig {
+    /// An MLflow tracking server, e.g. "http://127.0.0.1:5000"; empty: no tracking.
+    pub mlflow_uri: String,
+    /// The MLflow experiment the runs go to.
+    pub experiment: String,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self {
+            mlflow_uri: String::new(),
+            experiment: "mljm".into(),
+        }
+    }
 }
 
 /// Who may use the server (SPEC §11).
@@ -239,6 +260,7 @@ impl Default for Config {
             gpu: GpuConfig::default(),
             clusters: Vec::new(),
             auth: AuthConfig::default(),
+            tracking: TrackingConfig::default(),
         }
     }
 }

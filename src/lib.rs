@@ -16,6 +16,7 @@ pub mod files;
 pub mod job_types;
 pub mod jobs;
 pub mod labellings;
+pub mod models;
 pub mod openapi;
 pub mod pages;
 pub mod queue;

@@ -27,6 +27,7 @@ pub fn build() -> Value {
         crate::spectra::routes::Api::openapi(),
         crate::files::routes::Api::openapi(),
         crate::clusters::routes::Api::openapi(),
+        crate::models::routes::Api::openapi(),
         crate::accounts::routes::Api::openapi(),
     ] {
         doc.merge(part);

@@ -20,6 +20,24 @@ pub struct Extensions {
     pub success_hooks: HashMap<&'static str, SuccessHook>,
 }
 
+impl Extensions {
+    /// Adds `hook` to the work after a `job_type` job's success, after what is there already
+    /// (each runs only when the one before it succeeded).
+    pub fn on_success(&mut self, job_type: &'static str, hook: SuccessHook) {
+        let combined: SuccessHook = match self.success_hooks.remove(job_type) {
+            None => hook,
+            Some(first) => Arc::new(move |db, job, dir| {
+                let (first, then) = (first.clone(), hook.clone());
+                Box::pin(async move {
+                    first(db.clone(), job.clone(), dir.clone()).await?;
+                    then(db, job, dir).await
+                })
+            }),
+        };
+        self.success_hooks.insert(job_type, combined);
+    }
+}
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {

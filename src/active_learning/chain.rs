@@ -151,6 +151,9 @@ pub async fn continue_job(
     };
     if let Some(p) = perf_estimate(&list, &cfg) {
         estimates.push(Value::from(p));
+        // The model this iteration registered is known by it from now on.
+        crate::models::set_perf_estimate(&state.db, id, p).await?;
+        crate::models::tracking::log_estimate(&state.config.tracking, &dir, p).await;
     }
     write("perf_est_list.json", &Value::from(estimates))?;
     let next: Value = std::fs::read(dir.join("new_config.json"))

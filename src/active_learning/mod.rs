@@ -22,7 +22,7 @@ use crate::{
 
 /// Plugs the loop into the worker: the labellings of a finished iteration.
 pub fn extend(ext: &mut Extensions) {
-    ext.success_hooks.insert(
+    ext.on_success(
         "ACTIVE_ML",
         Arc::new(|db, job, dir| import_labellings(db, job, dir).boxed()),
     );

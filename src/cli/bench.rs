@@ -53,6 +53,10 @@ pub struct BenchArgs {
     /// Runs of each case; the table shows the median.
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    /// Also classify each pool with the iteration's model (CLASSIFY, as `mljm run` in a
+    /// child): its wall time, spectra/s and peak memory get a table of their own.
+    #[arg(long)]
+    pub classify: bool,
 }
 
 const KERAS_SCRIPT: &str = include_str!("../../benches/keras_pool.py");
@@ -99,6 +103,7 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         "ratio"
     ));
     println!("{}", table[0]);
+    let mut classified = Vec::new();
     for &points in &args.points {
         for &n in &args.sizes {
             let pool = ensure_pool(&work, n, points)?;
@@ -119,10 +124,76 @@ fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             let row = format_row(n, points, &m, keras);
             println!("{row}");
             table.push(row);
+            if args.classify {
+                let out = case.join("run-0");
+                let row = classify_row(&exe, &case, &out, &pool, (n, points), args)?;
+                println!("classify: {row}");
+                classified.push(row);
+            }
         }
     }
     println!("\n{}", table.join("\n"));
+    if !classified.is_empty() {
+        println!(
+            "\n{:>9} {:>6} {:>8} {:>12} {:>10} {:>11}",
+            "pool", "points", "wall s", "classified/s", "peak RSS", "candidates"
+        );
+        for row in &classified {
+            println!("{row}");
+        }
+    }
     Ok(())
+}
+
+/// `mljm run CLASSIFY` with the model of the iteration in `iteration` over `pool`: a row of
+/// (pool, points, wall s, spectra/s, peak RSS, candidates).
+fn classify_row(
+    exe: &Path,
+    case: &Path,
+    iteration: &Path,
+    pool: &Path,
+    (n, points): (usize, usize),
+    args: &BenchArgs,
+) -> anyhow::Result<String> {
+    let config = case.join("classify.json");
+    std::fs::write(
+        &config,
+        serde_json::to_vec_pretty(&json!({
+            "model_path": iteration, "pool_data_path": pool, "min_probability": 0.5,
+            "batch_size_predict": args.batch
+        }))?,
+    )?;
+    let out = case.join("classified");
+    let _ = std::fs::remove_dir_all(&out);
+    let t = Instant::now();
+    let child = crate::child::no_inherit(&mut Command::new(exe))
+        .args(["run", "CLASSIFY", "--device", &args.device, "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .context("cannot start mljm run")?;
+    let (status, peak_rss) = wait_with_rusage(child.id())?;
+    let wall_s = t.elapsed().as_secs_f64();
+    if status != 0 {
+        bail!(
+            "mljm run CLASSIFY failed (status {status}); see {}",
+            out.join("log.txt").display()
+        );
+    }
+    let candidates = std::fs::read_to_string(out.join("candidates.csv"))?
+        .lines()
+        .count()
+        .saturating_sub(1);
+    Ok(format!(
+        "{:>9} {:>6} {:>8.1} {:>12} {:>6} MiB {:>11}",
+        thousands(n),
+        points,
+        wall_s,
+        thousands((n as f64 / wall_s) as usize),
+        peak_rss >> 20,
+        thousands(candidates)
+    ))
 }
 
 fn format_row(n: usize, points: usize, m: &Measured, keras: Option<f64>) -> String {
@@ -210,7 +281,7 @@ fn write_case(
         "pool_data_path": pool, "training_data_path": training,
         "training_data_to_add_path": pool, "oracle_data_to_add_path": oracle,
         "perf_est_list_path": "", "oracle_batch_size": 100, "perf_est_batch_size": 10,
-        "show_candidates": false, "save_model": false, "min_delta_train": 0.0,
+        "show_candidates": false, "save_model": args.classify, "min_delta_train": 0.0,
         "patience_train": args.epochs, "batch_size_train": 64, "epochs_train": args.epochs,
         "batch_size_predict": args.batch, "seed": 0
     });

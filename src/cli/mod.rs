@@ -6,6 +6,7 @@ pub mod bench;
 pub mod clusters;
 pub mod demo;
 pub mod jobs;
+pub mod models;
 pub mod progress;
 pub mod run;
 pub mod simulate;
@@ -43,6 +44,8 @@ pub enum Command {
     Migrate(ServerArgs),
     /// Talk to a running server.
     Jobs(jobs::JobsArgs),
+    /// The model registry of a running server: `list`, `show MODEL`, `predict MODEL FILES…`.
+    Models(models::ModelsArgs),
     /// The SLURM clusters of a running server: `list`, `show NAME`.
     Clusters(clusters::ClustersArgs),
     /// Accounts on this host's database: add, list, passwd, remove, role.
@@ -139,6 +142,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Models(args) => models::run(args).await,
         Command::Clusters(args) => clusters::run(args).await,
         Command::Users(args) => accounts::users(args, file).await,
         Command::Login(args) => accounts::login(args).await,

@@ -13,6 +13,8 @@ mod m0003_labelling_entropy_row;
 mod m0004_cluster_jobs;
 #[path = "../../migrations/m0005_accounts.rs"]
 mod m0005_accounts;
+#[path = "../../migrations/m0006_models.rs"]
+mod m0006_models;
 
 pub struct Migrator;
 
@@ -25,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_labelling_entropy_row::Migration),
             Box::new(m0004_cluster_jobs::Migration),
             Box::new(m0005_accounts::Migration),
+            Box::new(m0006_models::Migration),
         ]
     }
 }

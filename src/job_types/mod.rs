@@ -3,6 +3,7 @@
 //! [`Registry::new`].
 
 pub mod active_ml;
+pub mod classify;
 mod contract;
 pub mod dim_reduction;
 pub mod preprocessing;
@@ -39,6 +40,7 @@ impl Registry {
                 Arc::new(preprocessing::Preprocessing),
                 Arc::new(active_ml::ActiveMl),
                 Arc::new(dim_reduction::DimReduction),
+                Arc::new(classify::Classify),
             ],
         }
     }

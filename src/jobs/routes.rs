@@ -75,13 +75,28 @@ async fn edit(
     Ok(HttpResponse::Ok().json(service::edit(&state, id.job_id, body.into_inner()).await?))
 }
 
+/// `DELETE /api/jobs/{job_id}?with_models=true`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeleteQuery {
+    /// Also unregister the models the job trained (without it, such a job is a 409).
+    #[serde(default)]
+    with_models: bool,
+}
+
 #[utoipa::path(delete, path = "/api/jobs/{job_id}", summary = "Delete a job and its directory",
-    params(JobId),
+    params(JobId, DeleteQuery),
     responses((status = 204, description = "deleted"),
               (status = 404, description = "no such job", body = Error),
-              (status = 409, description = "not allowed in the job's phase", body = Error)))]
-async fn delete(state: web::Data<AppState>, id: web::Path<JobId>) -> Result<HttpResponse> {
-    service::delete(&state, id.job_id).await?;
+              (status = 409, description = "not allowed in the job's phase, or it trained a \
+                                            registered model (with_models=true deletes that too)",
+               body = Error)))]
+async fn delete(
+    state: web::Data<AppState>,
+    id: web::Path<JobId>,
+    q: web::Query<DeleteQuery>,
+) -> Result<HttpResponse> {
+    service::delete(&state, id.job_id, q.with_models).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -81,6 +81,10 @@ pub async fn create(state: &AppState, new: NewJob) -> Result<JobView, ApiError> 
         .map(Description::parse)
         .transpose()?
         .map(Description::into_inner);
+    let mut new = new;
+    if let Some(cfg) = new.config.as_mut() {
+        crate::models::resolve_config(state, &new.job_type, cfg).await?;
+    }
     let sweep = match &new.config {
         Some(cfg) => check_config(state, &new.job_type, cfg).await?.0,
         None => None,
@@ -290,7 +294,7 @@ pub async fn edit(state: &AppState, id: Uuid, edit: JobEdit) -> Result<JobView, 
     get(state, id).await
 }
 
-pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
+pub async fn delete(state: &AppState, id: Uuid, with_models: bool) -> Result<(), ApiError> {
     let job = find(state, id).await?;
     crate::auth::require_owner(job.created_by.as_deref(), "this job")?;
     if job.phase.is_active() {
@@ -314,11 +318,23 @@ pub async fn delete(state: &AppState, id: Uuid) -> Result<(), ApiError> {
             child.job_id
         )));
     }
+    // Its folder holds a registered model's weights: deleting it is asked for by name.
+    let models = crate::models::of_job(&state.db, id).await?;
+    if let Some(m) = models.first().filter(|_| !with_models) {
+        return Err(ApiError::Conflict(format!(
+            "job {id} trained the registered model {:?} ({}): delete with with_models=true to \
+             unregister it too, or keep the job",
+            m.name, m.model_id
+        )));
+    }
     let removed = job::Entity::delete_many()
         .filter(C::JobId.eq(id))
         .filter(C::Phase.is_not_in([Phase::Queued, Phase::Processing]))
         .exec(&state.db)
         .await?;
+    if removed.rows_affected > 0 && !models.is_empty() {
+        crate::models::delete_of_job(&state.db, id).await?;
+    }
     if removed.rows_affected == 0 {
         // Another DELETE won (404, as for any job that is gone), or a RUN did (409).
         find(state, id).await?;
@@ -375,7 +391,8 @@ pub async fn run(state: &AppState, id: Uuid) -> Result<JobView, ApiError> {
     }
     crate::auth::require_owner(job.created_by.as_deref(), "this job")?;
     job.phase.transition(Action::Run)?;
-    let config = folder_config(state, &job)?;
+    let mut config = folder_config(state, &job)?;
+    crate::models::resolve_config(state, &job.job_type, &mut config).await?;
     require_command_if_needed(&job.job_type, Some(&config))?;
     if sweep::is_sweep(job.config.as_ref()) || sweep::is_sweep(Some(&config)) {
         let made = job.config.as_ref();

@@ -15,7 +15,7 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// until the file closes, which would grow with the survey. Measured on 600-point rows, peak
 /// RSS for 10k / 100k spectra: never reopened 47 / 51 MiB, every 16,384 rows 47 / 50, every
 /// 1,024 rows 42 / 43 MiB, at the same speed.
-const REOPEN_ROWS: usize = 1024;
+pub(crate) const REOPEN_ROWS: usize = 1024;
 
 /// Appends spectra to a new file; [`SpectraWriter::finish`] closes it.
 pub struct SpectraWriter {
@@ -201,7 +201,7 @@ impl SpectraWriter {
 
 /// HDF5's metadata cache may grow to 32 MiB as chunks and string-heap blocks accumulate; a
 /// small cap keeps a survey-sized file's memory flat (its entries are written out).
-fn small_cache() -> hdf5::plist::file_access::MetadataCacheConfig {
+pub(crate) fn small_cache() -> hdf5::plist::file_access::MetadataCacheConfig {
     hdf5::plist::file_access::MetadataCacheConfig {
         initial_size: 1 << 20,
         min_size: 1 << 20,

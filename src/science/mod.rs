@@ -2,10 +2,12 @@
 //! [`Cancel`] flag and reports to a [`Progress`], which the worker and `mljm run` both read.
 
 pub mod active;
+pub mod classify;
 pub mod cnn;
 pub mod demo;
 pub mod fits;
 pub mod h5;
+pub mod lamost;
 pub mod names;
 pub mod plot;
 pub mod pool;

@@ -1,10 +1,11 @@
 //! Finds a spectrum under the spectra root and reads it (on a blocking thread).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use super::model::SpectrumName;
+use crate::science::lamost::SpectrumName;
+pub use crate::science::lamost::locate;
 use crate::{
     error::ApiError,
     science::fits::{self, Metadata, Read},
@@ -22,17 +23,6 @@ pub struct SpectrumView {
     /// Fluxes; a value that is not finite is `null`.
     #[schema(value_type = Vec<Option<f32>>)]
     pub flux: Vec<f32>,
-}
-
-/// `spectra/<PLANID>/<name>`, or its `.gz` twin when only that exists.
-pub fn locate(spectra_root: &Path, name: &SpectrumName) -> Option<PathBuf> {
-    let plain = spectra_root.join(name.plan_id()).join(name.as_str());
-    let gz = spectra_root
-        .join(name.plan_id())
-        .join(format!("{}.gz", name.as_str()));
-    [plain, gz]
-        .into_iter()
-        .find(|p| p.symlink_metadata().is_ok())
 }
 
 pub async fn get(spectra_root: &Path, filename: &str) -> Result<SpectrumView, ApiError> {

@@ -9,6 +9,7 @@ mod files;
 mod helpers;
 mod jobs;
 mod layering;
+mod models;
 mod newcomer;
 mod preprocessing;
 mod queue;

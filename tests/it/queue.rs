@@ -233,7 +233,7 @@ fn with_probe_on(
         &config,
         mljm::queue::Queue::new(app.state.db.clone()),
         registry.clone(),
-        mljm::app::extensions().success_hooks,
+        mljm::app::extensions(&mljm::config::Config::default()).success_hooks,
     )
     .unwrap();
     let state = mljm::state::AppState {

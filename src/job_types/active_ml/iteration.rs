@@ -15,7 +15,9 @@ use crate::{
     job_types::{JobContext, Root},
     science::{
         active,
+        classify::{self, Card},
         cnn::TrainOptions,
+        cnn::TrainReport,
         h5::{SpectraSet, read_spectra, write_spectra},
         pool::{PoolFile, ResultWriter, chunk_rows, refuse_non_finite},
         scan::{self, Pick, ScanOptions, thousands},
@@ -252,7 +254,8 @@ pub(super) fn run_iteration(
     }
     write_json(dir, "perf_est_list.json", &earlier)?;
     if cfg.save_model {
-        trained.cnn.save(&dir.join("model.safetensors"))?;
+        trained.cnn.save(&dir.join(classify::WEIGHTS))?;
+        model_card(cfg, &pool.wave, rows.len(), &trained.report).write(dir)?;
     }
     write_next_config(cfg, ctx, true)?;
 
@@ -280,6 +283,22 @@ pub(super) fn run_iteration(
                 "predict_s": predict_s, "write_s": write_s, "training_spectra": rows.len(), "pool_spectra": scan.predicted,
                 "result_bytes": written}),
     )
+}
+
+/// `model.json`: what the saved model is for, so CLASSIFY and the registry can use it alone.
+fn model_card(cfg: &AlConfig, wave: &[f64], training: usize, report: &TrainReport) -> Card {
+    Card {
+        classes: cfg.classes.clone(),
+        candidate_classes: cfg.candidate_classes.clone(),
+        wave_start: wave.first().copied().unwrap_or(0.0),
+        wave_end: wave.last().copied().unwrap_or(0.0),
+        wave_count: wave.len(),
+        training_size: training,
+        iteration: cfg.iteration as i64,
+        metrics: json!({"best_loss": report.best_loss, "best_epoch": report.best_epoch,
+                        "epochs_run": report.epochs_run, "stopped_early": report.stopped_early,
+                        "train_s": report.seconds}),
+    }
 }
 
 /// Iteration 0: the oracle batch is the pool's first spectra; nothing else is read.

@@ -69,7 +69,8 @@ pub enum PreprocessError {
     Output { path: PathBuf, message: String },
 }
 
-type Outcome = (PathBuf, Result<Row, String>);
+/// A file and what became of it: a resampled row, or why it was skipped.
+pub type Outcome = (PathBuf, Result<Row, String>);
 
 /// Preprocesses `opts.data_dir` into `out_dir/result.h5` and `out_dir/skipped.json`. The HDF5
 /// file appears under its name only when complete; an error or cancellation leaves none.
@@ -95,45 +96,20 @@ pub fn preprocess(
     let _ = std::fs::remove_file(&result);
     let cleanup = RemoveOnDrop(partial.clone());
 
-    let (found_tx, found_rx) = sync_channel::<Vec<Found>>(2);
-    let (rows_tx, rows_rx) = sync_channel::<Vec<Outcome>>(2);
-    let written = std::thread::scope(|s| {
-        // The total for the progress report, counted while the work has already begun.
-        let _ = std::thread::Builder::new()
-            .name("prep-count".into())
-            .spawn_scoped(s, || {
-                let total = SortedWalk::new(&opts.data_dir).count();
-                progress.set_total(total as u64);
-                log(&format!(
-                    "{total} FITS files under {}",
-                    opts.data_dir.display()
-                ));
-            });
-        let walker = std::thread::Builder::new()
-            .name("prep-walk".into())
-            .spawn_scoped(s, || walk(&opts.data_dir, found_tx, cancel));
-        let writer = std::thread::Builder::new()
-            .name("prep-write".into())
-            .spawn_scoped(s, || write(opts, &partial, rows_rx, progress, log));
-        let (walker, writer) = match (walker, writer) {
-            (Ok(w), Ok(r)) => (w, r),
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(PreprocessError::Output {
-                    path: partial.clone(),
-                    message: format!("cannot start a thread: {e}"),
-                });
-            }
-        };
-        compute(opts, found_rx, rows_tx, cancel);
-        let _ = walker.join();
-        match writer.join() {
-            Ok(r) => r,
-            Err(_) => Err(PreprocessError::Output {
-                path: partial.clone(),
-                message: "the writer thread panicked".into(),
-            }),
-        }
-    });
+    let written = stream(
+        &opts.data_dir,
+        &opts.grid,
+        fits::Read::Data,
+        cancel,
+        progress,
+        log,
+        |rows| write(opts, &partial, rows, progress, log),
+    )
+    .map_err(|message| PreprocessError::Output {
+        path: partial.clone(),
+        message,
+    })
+    .and_then(|w| w);
     if cancel.is_cancelled() {
         return Err(PreprocessError::Cancelled);
     }
@@ -177,6 +153,49 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// Every FITS file under `data_dir`, read (with its header keys when `read` asks) and
+/// resampled onto `grid` on every core, handed to `consume` (on a thread of its own) in
+/// batches, in sorted path order. Memory holds a few batches, whatever the number of files.
+/// The total goes to `progress` as soon as it is counted. `Err` only when a thread cannot
+/// start or `consume` panicked.
+pub fn stream<T: Send>(
+    data_dir: &Path,
+    grid: &[f64],
+    read: fits::Read,
+    cancel: &Cancel,
+    progress: &Progress,
+    log: &(dyn Fn(&str) + Sync),
+    consume: impl FnOnce(Receiver<Vec<Outcome>>) -> T + Send,
+) -> Result<T, String> {
+    let (found_tx, found_rx) = sync_channel::<Vec<Found>>(2);
+    let (rows_tx, rows_rx) = sync_channel::<Vec<Outcome>>(2);
+    std::thread::scope(|s| {
+        // The total for the progress report, counted while the work has already begun.
+        let _ = std::thread::Builder::new()
+            .name("prep-count".into())
+            .spawn_scoped(s, || {
+                let total = SortedWalk::new(data_dir).count();
+                progress.set_total(total as u64);
+                log(&format!("{total} FITS files under {}", data_dir.display()));
+            });
+        let walker = std::thread::Builder::new()
+            .name("prep-walk".into())
+            .spawn_scoped(s, || walk(data_dir, found_tx, cancel));
+        let consumer = std::thread::Builder::new()
+            .name("prep-write".into())
+            .spawn_scoped(s, || consume(rows_rx));
+        let (walker, consumer) = match (walker, consumer) {
+            (Ok(w), Ok(c)) => (w, c),
+            (Err(e), _) | (_, Err(e)) => return Err(format!("cannot start a thread: {e}")),
+        };
+        compute(grid, read, found_rx, rows_tx, cancel);
+        let _ = walker.join();
+        consumer
+            .join()
+            .map_err(|_| "the writer thread panicked".to_string())
+    })
+}
+
 fn walk(root: &Path, tx: SyncSender<Vec<Found>>, cancel: &Cancel) {
     let mut batch = Vec::with_capacity(BATCH);
     for found in SortedWalk::new(root) {
@@ -196,7 +215,8 @@ fn walk(root: &Path, tx: SyncSender<Vec<Found>>, cancel: &Cancel) {
 }
 
 fn compute(
-    opts: &Options,
+    grid: &[f64],
+    read: fits::Read,
     rx: Receiver<Vec<Found>>,
     tx: SyncSender<Vec<Outcome>>,
     cancel: &Cancel,
@@ -213,7 +233,7 @@ fn compute(
                     (PathBuf::new(), Err("cancelled".into()))
                 }
                 Found::File(path) => {
-                    let row = read_and_resample(&path, &opts.grid);
+                    let row = read_and_resample(&path, grid, read);
                     (path, row)
                 }
             })
@@ -224,9 +244,9 @@ fn compute(
     }
 }
 
-fn read_and_resample(path: &Path, grid: &[f64]) -> Result<Row, String> {
+fn read_and_resample(path: &Path, grid: &[f64], read: fits::Read) -> Result<Row, String> {
     // cfitsio and our checks must not take the run down with them, whatever the file holds.
-    std::panic::catch_unwind(|| fits::read_spectrum(path, fits::Read::Data))
+    std::panic::catch_unwind(|| fits::read_spectrum(path, read))
         .map_err(|_| "the reader failed on this file (internal error)".to_string())?
         .map(|s| resample(s, grid))
         .map_err(|e| e.to_string())

@@ -82,6 +82,8 @@ pub struct Row {
     pub filename: String,
     pub flux: Vec<f64>,
     pub dropped: usize,
+    /// The header keys, when the file was read with them.
+    pub metadata: Option<fits::Metadata>,
 }
 
 /// Drops non-finite flux pixels (with their wavelengths), interpolates onto `grid`, scales.
@@ -106,5 +108,6 @@ pub fn resample(spectrum: fits::Spectrum, grid: &[f64]) -> Row {
         filename: spectrum.filename,
         flux,
         dropped,
+        metadata: spectrum.metadata,
     }
 }

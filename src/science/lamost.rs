@@ -1,4 +1,7 @@
-//! A LAMOST spectrum file name, `spec-<LMJD>-<PLANID>_sp<SPID>-<FIBERID>.fits`, parsed once.
+//! A LAMOST spectrum file name, `spec-<LMJD>-<PLANID>_sp<SPID>-<FIBERID>.fits`, parsed once,
+//! and where such a spectrum is under the spectra root.
+
+use std::path::{Path, PathBuf};
 
 /// A name that matches `^spec-\d+-[A-Za-z0-9]+_sp\d+-\d+\.fits$`; it names its plan directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +49,17 @@ impl SpectrumName {
         let start = self.name[5..].find('-').map_or(0, |i| i + 6);
         &self.name[start..self.plan_end]
     }
+}
+
+/// `spectra/<PLANID>/<name>`, or its `.gz` twin when only that exists.
+pub fn locate(spectra_root: &Path, name: &SpectrumName) -> Option<PathBuf> {
+    let plain = spectra_root.join(name.plan_id()).join(name.as_str());
+    let gz = spectra_root
+        .join(name.plan_id())
+        .join(format!("{}.gz", name.as_str()));
+    [plain, gz]
+        .into_iter()
+        .find(|p| p.symlink_metadata().is_ok())
 }
 
 #[cfg(test)]
