@@ -32,6 +32,28 @@ async fn run_job(app: &TestApp, job_type: &str, label: &str, config: Value) -> V
     done
 }
 
+/// A demo survey of `n` spectra under the app's spectra root, preprocessed by a server job
+/// onto the H-alpha grid: the true classes, and the pool's path for job configs.
+async fn survey_and_pool(
+    app: &TestApp,
+    n: usize,
+    seed: u64,
+) -> (Vec<(String, &'static str)>, String) {
+    let spectra = app.data_dir.join("spectra");
+    let labels = demo::write_survey(&spectra, n, seed, &Cancel::new(), &Progress::new()).unwrap();
+    let prep = run_job(
+        app,
+        "DATA_PREPROCESSING",
+        "survey",
+        json!({"data_dir_path": "/", "wave_start_point": 6519, "wave_end_point": 6732, "wave_point_count": 140}),
+    )
+    .await;
+    (
+        labels,
+        format!("{}/result.h5", prep["dir_path"].as_str().unwrap()),
+    )
+}
+
 /// Answers every labelling of `job` from the survey's true classes.
 async fn label_all(app: &TestApp, job: &str, truth: &HashMap<String, &str>) {
     let list: Vec<Value> = app
@@ -125,17 +147,8 @@ fn precision(predicted: &[&str], truth: &HashMap<String, &str>) -> f64 {
 async fn a_chain_registers_its_models_and_classify_publishes_the_candidates(b: Backend) {
     let app = spawn_app(b).await;
     let spectra = app.data_dir.join("spectra");
-    let labels = demo::write_survey(&spectra, 1500, 7, &Cancel::new(), &Progress::new()).unwrap();
+    let (labels, pool) = survey_and_pool(&app, 1500, 7).await;
     let truth: HashMap<String, &str> = labels.iter().cloned().collect();
-
-    let prep = run_job(
-        &app,
-        "DATA_PREPROCESSING",
-        "survey",
-        json!({"data_dir_path": "/", "wave_start_point": 6519, "wave_end_point": 6732, "wave_point_count": 140}),
-    )
-    .await;
-    let pool = format!("{}/result.h5", prep["dir_path"].as_str().unwrap());
     let it0 = run_job(
         &app,
         "ACTIVE_ML",
@@ -709,17 +722,8 @@ async fn mlflow_tracks_each_iteration_and_a_stopped_server_fails_no_job() {
         },
     )
     .await;
-    let spectra = app.data_dir.join("spectra");
-    let labels = demo::write_survey(&spectra, 200, 3, &Cancel::new(), &Progress::new()).unwrap();
+    let (labels, pool) = survey_and_pool(&app, 200, 3).await;
     let truth: HashMap<String, &str> = labels.iter().cloned().collect();
-    let prep = run_job(
-        &app,
-        "DATA_PREPROCESSING",
-        "survey",
-        json!({"data_dir_path": "/", "wave_start_point": 6519, "wave_end_point": 6732, "wave_point_count": 140}),
-    )
-    .await;
-    let pool = format!("{}/result.h5", prep["dir_path"].as_str().unwrap());
     let it0 = run_job(
         &app,
         "ACTIVE_ML",

@@ -177,6 +177,13 @@ struct StreamedRows {
     removed: HashSet<u64>,
 }
 
+/// What the catalogue's rows answer to anything but writing them as TABLEDATA.
+fn write_only() -> Result<(), VOTableError> {
+    Err(VOTableError::Custom(
+        "the catalogue's rows are only written, as TABLEDATA".into(),
+    ))
+}
+
 /// Rows handed to the crate's TABLEDATA writer at a time.
 const ROWS_AT_ONCE: usize = 4096;
 
@@ -191,9 +198,7 @@ impl TableDataContent for StreamedRows {
         _reader_buff: &mut Vec<u8>,
         _context: &[TableElem],
     ) -> Result<(), VOTableError> {
-        Err(VOTableError::Custom(
-            "the catalogue writer does not read".into(),
-        ))
+        write_only()
     }
 
     fn read_binary_content<R: BufRead>(
@@ -202,9 +207,7 @@ impl TableDataContent for StreamedRows {
         _reader_buff: &mut Vec<u8>,
         _context: &[TableElem],
     ) -> Result<(), VOTableError> {
-        Err(VOTableError::Custom(
-            "the catalogue writer does not read".into(),
-        ))
+        write_only()
     }
 
     fn read_binary2_content<R: BufRead>(
@@ -213,9 +216,7 @@ impl TableDataContent for StreamedRows {
         _reader_buff: &mut Vec<u8>,
         _context: &[TableElem],
     ) -> Result<(), VOTableError> {
-        Err(VOTableError::Custom(
-            "the catalogue writer does not read".into(),
-        ))
+        write_only()
     }
 
     fn write_in_datatable<W: Write>(
@@ -252,9 +253,7 @@ impl TableDataContent for StreamedRows {
         _writer: &mut quick_xml::Writer<W>,
         _context: &[TableElem],
     ) -> Result<(), VOTableError> {
-        Err(VOTableError::Custom(
-            "the catalogue is written as TABLEDATA".into(),
-        ))
+        write_only()
     }
 
     fn write_in_binary2<W: Write>(
@@ -262,9 +261,7 @@ impl TableDataContent for StreamedRows {
         _writer: &mut quick_xml::Writer<W>,
         _context: &[TableElem],
     ) -> Result<(), VOTableError> {
-        Err(VOTableError::Custom(
-            "the catalogue is written as TABLEDATA".into(),
-        ))
+        write_only()
     }
 }
 
