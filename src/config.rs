@@ -335,6 +335,7 @@ const NON_CONFIG_VARS: &[&str] = &[
     "MLJM_REQUIRE_BROWSER",
     "MLJM_TEST_PYTHON",
     "MLJM_REQUIRE_SLURM",
+    "MLJM_TEST_MLFLOW",
     // Set by mljm for the processes of a SCRIPT job (which may call mljm themselves).
     "MLJM_JOB_ID",
     "MLJM_JOB_DIR",
