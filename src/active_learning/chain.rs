@@ -187,6 +187,18 @@ pub async fn continue_job(
 }
 
 /// One iteration of a chain.
+/// How one candidate class fared in an iteration's performance-estimation sample.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ClassEstimate {
+    pub class: String,
+    /// Spectra of the labelled sample the model predicted as this class.
+    pub predicted: usize,
+    /// Of those, how many the researcher labelled as this class.
+    pub confirmed: usize,
+    /// confirmed / predicted (null when none was predicted as it).
+    pub precision: Option<f64>,
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ChainEntry {
     pub job_id: Uuid,
@@ -196,6 +208,80 @@ pub struct ChainEntry {
     pub oracle_size: usize,
     pub labelled: usize,
     pub perf_estimate: Option<f64>,
+    /// Per candidate class, from the same labelled sample.
+    pub class_estimates: Vec<ClassEstimate>,
+    /// The spectra of each class (in the config's order) the iteration trained on; empty
+    /// before it finished training (or for an iteration made before mljm recorded it).
+    pub training_per_class: Vec<usize>,
+}
+
+impl ChainEntry {
+    /// "40 · 7 · 3": the training set per class, for the chain table.
+    pub fn trained_text(&self) -> String {
+        if self.training_per_class.is_empty() {
+            return "—".into();
+        }
+        self.training_per_class
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+
+    /// "single peak 0.80 (4/5) · double peak — (0/0)", or "—" before any was labelled.
+    pub fn estimates_text(&self) -> String {
+        if self.class_estimates.iter().all(|c| c.predicted == 0) {
+            return "—".into();
+        }
+        self.class_estimates
+            .iter()
+            .map(|c| {
+                let p = c.precision.map_or("—".to_string(), |p| format!("{p:.2}"));
+                format!("{} {p} ({}/{})", c.class, c.confirmed, c.predicted)
+            })
+            .collect::<Vec<_>>()
+            .join(" · ")
+    }
+}
+
+/// Per candidate class: the labelled sample's spectra predicted as it and those confirmed.
+fn class_estimates(list: &[LabellingView], cfg: &AlConfig) -> Vec<ClassEstimate> {
+    cfg.candidate_classes
+        .iter()
+        .map(|class| {
+            let predicted: Vec<&LabellingView> = list
+                .iter()
+                .filter(|l| l.spectrum_set == SpectrumSet::PerformanceEstimation)
+                .filter(|l| labelled(l).is_some())
+                .filter(|l| l.model_prediction.as_deref() == Some(class.as_str()))
+                .collect();
+            let confirmed = predicted
+                .iter()
+                .filter(|l| labelled(l) == Some(class.as_str()))
+                .count();
+            ClassEstimate {
+                class: class.clone(),
+                predicted: predicted.len(),
+                confirmed,
+                precision: (!predicted.is_empty())
+                    .then(|| confirmed as f64 / predicted.len() as f64),
+            }
+        })
+        .collect()
+}
+
+/// `training_per_class` of the iteration's `metrics.json`, if it has one.
+fn training_per_class(state: &AppState, job: &JobView) -> Vec<usize> {
+    let path = job_dir(state, job).join("metrics.json");
+    // metrics.json is a few kB; anything much larger is not ours.
+    if std::fs::metadata(&path).map_or(true, |m| m.len() > 1 << 20) {
+        return Vec::new();
+    }
+    std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| serde_json::from_value(v.get("training_per_class")?.clone()).ok())
+        .unwrap_or_default()
 }
 
 /// GET /api/jobs/{id}/chain: from the first iteration to the last, whichever member is asked.
@@ -232,6 +318,10 @@ pub async fn chain(state: &AppState, id: Uuid) -> Result<Vec<ChainEntry>, ApiErr
             oracle_size: oracle.len(),
             labelled: oracle.iter().filter(|l| labelled(l).is_some()).count(),
             perf_estimate: cfg.as_ref().and_then(|c| perf_estimate(&list, c)),
+            class_estimates: cfg
+                .as_ref()
+                .map_or_else(Vec::new, |c| class_estimates(&list, c)),
+            training_per_class: training_per_class(state, &job),
         });
         let child = job::Entity::find()
             .filter(C::ParentJobId.eq(job.job_id))

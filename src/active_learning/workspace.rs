@@ -52,10 +52,21 @@ pub struct Workspace {
     chain: Vec<ChainEntry>,
     /// The next iteration, once this one was continued.
     next: Option<Uuid>,
+    /// Per class, what the labelled set holds.
+    labelled_set: Vec<ClassCount>,
+    class_names: Vec<String>,
     data: String,
 }
 
 impl askama::filters::HtmlSafe for Workspace {}
+
+struct ClassCount {
+    name: String,
+    /// Spectra of the class the iteration trained on.
+    trained: usize,
+    /// Labelled as the class in this iteration's oracle batch so far.
+    now: usize,
+}
 
 struct SetView {
     id: &'static str,
@@ -191,8 +202,25 @@ pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiErro
         .filter(|s| s.id == "ORACLE")
         .flat_map(|s| &s.items);
     let oracle_total = oracle.clone().count();
-    let oracle_labelled = oracle.filter(|i| !i.label.trim().is_empty()).count();
+    let oracle_labelled = oracle
+        .clone()
+        .filter(|i| !i.label.trim().is_empty())
+        .count();
     let chain = chain::chain(state, job.job_id).await?;
+    let trained_on = chain
+        .iter()
+        .find(|e| e.job_id == job.job_id)
+        .map(|e| e.training_per_class.clone())
+        .unwrap_or_default();
+    let labelled_set = class_names
+        .iter()
+        .enumerate()
+        .map(|(k, c)| ClassCount {
+            name: c.clone(),
+            trained: trained_on.get(k).copied().unwrap_or(0),
+            now: oracle.clone().filter(|i| i.label == *c).count(),
+        })
+        .collect();
     let next = chain
         .iter()
         .position(|e| e.job_id == job.job_id)
@@ -208,6 +236,7 @@ pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiErro
             .filter_map(|e| Some((e.iteration, e.perf_estimate?)))
             .collect(),
     });
+    let names = class_names.clone();
     Ok(Workspace {
         job_id: job.job_id,
         iteration,
@@ -223,6 +252,8 @@ pub async fn build(state: &AppState, job: &JobView) -> Result<Workspace, ApiErro
         oracle_labelled,
         chain,
         next,
+        labelled_set,
+        class_names: names,
         data,
     })
 }

@@ -30,6 +30,11 @@ pub struct DemoArgs {
     /// Points per spectrum of a `--pool-only` pool.
     #[arg(long, default_value_t = 140, requires = "pool_only")]
     pub points: usize,
+    /// `easy` (30 % emission stars, clean spectra) or `survey`: a survey's rarity (3 %
+    /// single-peak, 2 % double-peak H-alpha) with radial velocities, low S/N, cosmic rays,
+    /// telluric bands and nebular lines, preprocessed over the whole 3700–9100 Å range.
+    #[arg(long, default_value = "easy", conflicts_with = "pool_only")]
+    pub rarity: demo::Rarity,
 }
 
 /// `--pool-only`: `files/pool/result.h5` and `files/pool/labels.csv`.
@@ -92,13 +97,13 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
     let (spectra, files) = (config.spectra_root(), config.files_root());
     std::fs::create_dir_all(&spectra)?;
     std::fs::create_dir_all(&files)?;
-    let (n, seed) = (args.n, args.seed);
+    let (n, seed, rarity) = (args.n, args.seed, args.rarity);
     let reporter = Reporter::new();
     let progress = Progress::new();
     let work = {
         let (spectra, progress) = (spectra.clone(), progress.clone());
         tokio::task::spawn_blocking(move || {
-            demo::write_survey(&spectra, n, seed, &Cancel::new(), &progress)
+            demo::write_survey_at(&spectra, n, seed, rarity, &Cancel::new(), &progress)
         })
     };
     let labels = reporter.follow(&progress, work).await??;
@@ -109,8 +114,17 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
     }
     std::fs::write(files.join("labels.csv"), csv)?;
     // The classes differ in the H-alpha profile, which a whole-range grid (3800–9000 Å in 600
-    // points, 8.7 Å apart) barely resolves: the demo resamples a 500 Å window around it.
-    let prep = json!({"data_dir_path": "/", "wave_start_point": 6300, "wave_end_point": 6800, "wave_point_count": 600});
+    // points, 8.7 Å apart) barely resolves: the easy demo resamples a 500 Å window around it.
+    // The survey-rarity demo keeps the whole range, as a survey's preprocessing would, at 3 Å
+    // (the nuisances sit across it: tellurics redwards, nebular lines beside H-alpha).
+    let prep = match rarity {
+        demo::Rarity::Easy => {
+            json!({"data_dir_path": "/", "wave_start_point": 6300, "wave_end_point": 6800, "wave_point_count": 600})
+        }
+        demo::Rarity::Survey => {
+            json!({"data_dir_path": "/", "wave_start_point": 3700, "wave_end_point": 9100, "wave_point_count": 1800})
+        }
+    };
     std::fs::write(
         files.join("prep_config.json"),
         serde_json::to_string_pretty(&prep)? + "\n",
@@ -136,9 +150,13 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
         .collect();
     let d = config.data_dir.display();
     println!(
-        "wrote {n} spectra under {} ({}), seed {seed}",
+        "wrote {n} spectra under {} ({}), seed {seed}, {} rarity",
         spectra.display(),
-        counts.join(", ")
+        counts.join(", "),
+        match rarity {
+            demo::Rarity::Easy => "easy",
+            demo::Rarity::Survey => "survey",
+        }
     );
     println!(
         "labels: {d}/files/labels.csv; job configs: {d}/files/prep_config.json, {d}/files/al_config.json"

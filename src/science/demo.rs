@@ -18,9 +18,116 @@ use super::{
 };
 
 pub const CLASSES: [&str; 3] = ["other", "single peak", "double peak"];
-const CLASS_SHARE: [f64; 3] = [0.7, 0.18, 0.12];
 const HALPHA: f64 = 6562.8;
 pub const PIXELS: usize = 3909;
+/// The speed of light, km/s.
+const C_KMS: f64 = 299_792.458;
+
+/// How rare the emission classes are, and how hard the survey is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rarity {
+    /// The easy test bed: 18 % single-peak and 12 % double-peak H-alpha, at rest, S/N 5–100.
+    #[default]
+    Easy,
+    /// A survey's rarity: 3 % single-peak and 2 % double-peak, weaker lines, radial
+    /// velocities of ±150 km/s, S/N 3–60, cosmic rays, telluric bands, and nebular [N II] and
+    /// [S II] lines over a fifth of the spectra (which are not H-alpha emission stars).
+    Survey,
+}
+
+impl Rarity {
+    /// The classes' shares, in the order of [`CLASSES`].
+    pub fn shares(self) -> [f64; 3] {
+        match self {
+            Rarity::Easy => [0.7, 0.18, 0.12],
+            Rarity::Survey => [0.95, 0.03, 0.02],
+        }
+    }
+}
+
+impl std::str::FromStr for Rarity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Rarity, String> {
+        match s {
+            "easy" => Ok(Rarity::Easy),
+            "survey" => Ok(Rarity::Survey),
+            other => Err(format!("{other:?}: expected \"easy\" or \"survey\"")),
+        }
+    }
+}
+
+/// The survey's nuisances for one spectrum (only at [`Rarity::Survey`]).
+struct Nuisance {
+    /// Doppler factor 1 + v/c applied to every stellar line.
+    doppler: f64,
+    /// Emission lines too narrow and too weak to classify a star: (centre, amplitude).
+    nebular: Vec<(f64, f64)>,
+    /// Telluric absorption bands: (start, end, depth).
+    telluric: Vec<(f64, f64, f64)>,
+    /// Cosmic-ray hits: (pixel, amplitude in units of the local flux).
+    cosmics: Vec<(usize, f64)>,
+    /// Emission amplitude factor (survey stars' lines are weaker on average).
+    line_scale: f64,
+    snr: Option<f64>,
+}
+
+impl Nuisance {
+    fn none() -> Nuisance {
+        Nuisance {
+            doppler: 1.0,
+            nebular: Vec::new(),
+            telluric: Vec::new(),
+            cosmics: Vec::new(),
+            line_scale: 1.0,
+            snr: None,
+        }
+    }
+
+    /// Drawn from its own generator, so that an easy survey's spectra stay what they were.
+    fn draw(seed: u64, i: usize, rarity: Rarity, pixels: usize) -> Nuisance {
+        if rarity == Rarity::Easy {
+            return Nuisance::none();
+        }
+        let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ i as u64);
+        let v = rng.random_range(-150.0..150.0);
+        let nebular = if rng.random::<f64>() < 0.2 {
+            let amp = rng.random_range(0.1..1.0);
+            // [N II] 6548/6583 (3:1) and [S II] 6716/6731.
+            vec![
+                (6548.0, amp / 3.0),
+                (6583.4, amp),
+                (6716.4, amp * rng.random_range(0.2..0.6)),
+                (6730.8, amp * rng.random_range(0.2..0.6)),
+            ]
+        } else {
+            Vec::new()
+        };
+        let mut telluric = Vec::new();
+        for (start, end, max) in [
+            (6867.0, 6884.0, 0.5),
+            (7160.0, 7340.0, 0.15),
+            (7594.0, 7621.0, 0.7),
+            (8130.0, 8350.0, 0.2),
+        ] {
+            telluric.push((start, end, max * rng.random::<f64>()));
+        }
+        let hits = rng.random_range(0..4);
+        let cosmics = (0..hits)
+            .map(|_| (rng.random_range(0..pixels), rng.random_range(1.0..15.0)))
+            .collect();
+        // Log-uniform S/N: most survey spectra are faint.
+        let snr = (rng.random_range(3f64.ln()..60f64.ln())).exp();
+        Nuisance {
+            doppler: 1.0 + v / C_KMS,
+            nebular,
+            telluric,
+            cosmics,
+            line_scale: rng.random_range(0.3..1.0),
+            snr: Some(snr),
+        }
+    }
+}
 
 /// One synthetic spectrum: where it goes under the spectra root, its header and data rows.
 pub struct Synthetic {
@@ -41,21 +148,28 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
-/// The class a uniform draw `u` in [0, 1) falls in, by [`CLASS_SHARE`].
-fn class_of(u: f64) -> usize {
-    if u < CLASS_SHARE[0] {
+/// The class a uniform draw `u` in [0, 1) falls in, by the classes' `shares`.
+fn class_of(u: f64, shares: [f64; 3]) -> usize {
+    if u < shares[0] {
         0
-    } else if u < CLASS_SHARE[0] + CLASS_SHARE[1] {
+    } else if u < shares[0] + shares[1] {
         1
     } else {
         2
     }
 }
 
-/// The `i`-th spectrum of the survey made with `seed`.
+/// The `i`-th spectrum of the (easy) survey made with `seed`.
 pub fn synthetic(seed: u64, i: usize) -> Synthetic {
+    synthetic_at(seed, i, Rarity::Easy)
+}
+
+/// The `i`-th spectrum of the survey made with `seed` at `rarity`.
+pub fn synthetic_at(seed: u64, i: usize, rarity: Rarity) -> Synthetic {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i as u64);
-    let class = class_of(rng.random());
+    let class = class_of(rng.random(), rarity.shares());
+    let nuisance = Nuisance::draw(seed, i, rarity, PIXELS);
+    let (z, halpha) = (nuisance.doppler, HALPHA * nuisance.doppler);
     let wave: Vec<f64> = (0..PIXELS)
         .map(|p| 10f64.powf(3.5682 + 1e-4 * p as f64))
         .collect();
@@ -74,7 +188,7 @@ pub fn synthetic(seed: u64, i: usize) -> Synthetic {
         );
         flux.iter_mut()
             .zip(&wave)
-            .for_each(|(f, &w)| *f *= 1.0 - d * gauss(w, line, width));
+            .for_each(|(f, &w)| *f *= 1.0 - d * gauss(w, line * z, width));
     }
     let near: Vec<f64> = wave
         .iter()
@@ -83,42 +197,63 @@ pub fn synthetic(seed: u64, i: usize) -> Synthetic {
         .map(|(_, c)| *c)
         .collect();
     let peak = median(&near);
+    let scale = nuisance.line_scale;
     match class {
         0 => {
             let (d, width) = (0.4 * rng.random::<f64>(), rng.random_range(3.0..10.0));
             flux.iter_mut()
                 .zip(&wave)
-                .for_each(|(f, &w)| *f *= 1.0 - d * gauss(w, HALPHA, width));
+                .for_each(|(f, &w)| *f *= 1.0 - d * gauss(w, halpha, width));
         }
         1 => {
             let (amp, width) = (
-                peak * rng.random_range(0.5..4.0),
+                peak * rng.random_range(0.5..4.0) * scale,
                 rng.random_range(2.0..6.0),
             );
             flux.iter_mut()
                 .zip(&wave)
-                .for_each(|(f, &w)| *f += amp * gauss(w, HALPHA, width));
+                .for_each(|(f, &w)| *f += amp * gauss(w, halpha, width));
         }
         _ => {
             let (sep, width, amp) = (
                 rng.random_range(4.0..12.0),
                 rng.random_range(2.0..4.0),
-                peak * rng.random_range(0.5..3.0),
+                peak * rng.random_range(0.5..3.0) * scale,
             );
             let ratio = rng.random_range(0.6..1.2);
             flux.iter_mut().zip(&wave).for_each(|(f, &w)| {
-                *f += amp * gauss(w, HALPHA - sep / 2.0, width)
-                    + amp * ratio * gauss(w, HALPHA + sep / 2.0, width);
+                *f += amp * gauss(w, halpha - sep / 2.0, width)
+                    + amp * ratio * gauss(w, halpha + sep / 2.0, width);
             });
         }
     }
+    // Nebular lines (at the nebula's own velocity, near rest), tellurics (in the observer's
+    // frame), then the noise, then cosmic rays on top of it all.
+    for &(centre, amp) in &nuisance.nebular {
+        flux.iter_mut()
+            .zip(&wave)
+            .for_each(|(f, &w)| *f += amp * peak * gauss(w, centre, 1.2));
+    }
+    for &(start, end, depth) in &nuisance.telluric {
+        flux.iter_mut()
+            .zip(&wave)
+            .filter(|(_, w)| (start..end).contains(*w))
+            .for_each(|(f, &w)| {
+                // A band's depth is deepest at its head (its start) and fades redwards.
+                *f *= 1.0 - depth * (1.0 - (w - start) / (end - start)).sqrt();
+            });
+    }
     let snr = rng.random_range(5.0..100.0);
+    let snr = nuisance.snr.unwrap_or(snr);
     let mut ivar = vec![0f32; PIXELS];
     for (f, iv) in flux.iter_mut().zip(ivar.iter_mut()) {
         let sigma = f.abs() / snr + 1e-3;
         let noise: f64 = rng.sample(StandardNormal);
         *f += noise * sigma;
         *iv = (1.0 / (sigma * sigma)) as f32;
+    }
+    for &(p, amp) in &nuisance.cosmics {
+        flux[p] += amp * flux[p].abs().max(peak);
     }
 
     let lmjd = 56000 + rng.random_range(0..900i64);
@@ -195,12 +330,24 @@ pub fn write_survey(
     cancel: &Cancel,
     progress: &Progress,
 ) -> anyhow::Result<Vec<(String, &'static str)>> {
+    write_survey_at(spectra_root, n, seed, Rarity::Easy, cancel, progress)
+}
+
+/// [`write_survey`] at `rarity`.
+pub fn write_survey_at(
+    spectra_root: &Path,
+    n: usize,
+    seed: u64,
+    rarity: Rarity,
+    cancel: &Cancel,
+    progress: &Progress,
+) -> anyhow::Result<Vec<(String, &'static str)>> {
     progress.start_step("writing spectra", n as u64);
     (0..n)
         .into_par_iter()
         .map(|i| {
             anyhow::ensure!(!cancel.is_cancelled(), "cancelled");
-            let s = synthetic(seed, i);
+            let s = synthetic_at(seed, i, rarity);
             let path = spectra_root.join(&s.relative_path);
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -221,7 +368,7 @@ pub const POOL_WAVE: (f64, f64) = (6519.0, 6732.0);
 /// without the FITS round trip (a few microseconds a spectrum). Returns its name and class.
 pub fn pool_row(seed: u64, i: usize, grid: &[f64], out: &mut [f64]) -> (String, usize) {
     let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ i as u64);
-    let class = class_of(rng.random());
+    let class = class_of(rng.random(), Rarity::Easy.shares());
     let slope = rng.random_range(-0.3..0.3) / 200.0;
     let (d, width) = (0.4 * rng.random::<f64>(), rng.random_range(3.0..10.0));
     let (amp, sep, ratio) = (

@@ -2,6 +2,7 @@
 //! [`Cancel`] flag and reports to a [`Progress`], which the worker and `mljm run` both read.
 
 pub mod active;
+pub mod augment;
 pub mod classify;
 pub mod cnn;
 pub mod demo;

@@ -14,9 +14,10 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::{
     Cancel, Progress,
-    active::argmax,
+    active::{BALD_SAMPLES, argmax},
     cnn::{self, Cnn, CnnError},
     pool::{PoolFile, refuse_non_finite},
+    selection::{RARE_SHARE, Strategy, margin},
 };
 
 /// How [`scan`] reads and ranks a pool.
@@ -34,6 +35,9 @@ pub struct ScanOptions {
     /// Size and seed of the uniform sample among the candidates (performance estimation).
     pub sample: usize,
     pub seed: u64,
+    /// How the oracle batch is ranked (a balanced batch reserves places for the candidate
+    /// classes).
+    pub strategy: Strategy,
 }
 
 /// A spectrum the scan keeps for the researcher: its index among the predicted spectra.
@@ -42,10 +46,12 @@ pub struct Pick {
     pub index: usize,
     pub label: usize,
     pub entropy: f64,
+    /// The strategy's uncertainty (the entropy, the margin's, or BALD's).
+    pub score: f64,
 }
 
-/// Ordered so that the heap's top is the pick to drop first: lowest entropy, then (among
-/// equal entropies) the highest index, as [`super::selection::oracle_batch`] ranks them.
+/// Ordered so that the heap's top is the pick to drop first: lowest score, then (among
+/// equal scores) the highest index, as [`super::selection::oracle_batch`] ranks them.
 struct Worst(Pick);
 
 impl PartialEq for Worst {
@@ -63,8 +69,8 @@ impl Ord for Worst {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         other
             .0
-            .entropy
-            .total_cmp(&self.0.entropy)
+            .score
+            .total_cmp(&self.0.score)
             .then(self.0.index.cmp(&other.0.index))
     }
 }
@@ -132,7 +138,19 @@ pub fn scan(
     let chunk = opts.chunk_rows.max(1);
     let n = pool.len();
     let mut out = Scan::default();
-    let mut oracle: BinaryHeap<Worst> = BinaryHeap::with_capacity(opts.oracle_size + 1);
+    // A balanced batch keeps, besides the most uncertain overall, the most uncertain of each
+    // candidate class; the overall ones then fill what those leave (so it keeps more).
+    let reserved = match opts.strategy {
+        Strategy::Balanced => {
+            ((opts.oracle_size as f64 * RARE_SHARE).round() as usize).min(opts.oracle_size)
+        }
+        _ => 0,
+    };
+    let overall = opts.oracle_size + reserved;
+    let mut oracle: BinaryHeap<Worst> = BinaryHeap::with_capacity(overall + 1);
+    let mut per_class: Vec<BinaryHeap<Worst>> = (0..opts.candidate_classes.len())
+        .map(|_| BinaryHeap::new())
+        .collect();
     // Names that occur more than once (rare), and which of those were seen: a row of such a
     // name after its first is left out.
     let repeated = repeated_names(pool)?;
@@ -179,19 +197,41 @@ pub fn scan(
                 }
                 kept.push(row);
             }
-            let probabilities = cnn.predict(&kept, batch, cancel)?;
+            // BALD's dropout samples come with the plain prediction, from one pass of the
+            // convolutions.
+            let (probabilities, bald) = match opts.strategy {
+                Strategy::Bald => {
+                    let seed = opts.seed ^ (start as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let (p, info) = cnn.predict_mc(&kept, batch, BALD_SAMPLES, seed, cancel)?;
+                    (p, Some(info))
+                }
+                _ => (cnn.predict(&kept, batch, cancel)?, None),
+            };
             let labels: Vec<usize> = probabilities.iter().map(|p| argmax(p)).collect();
             let entropies: Vec<f64> = probabilities.iter().map(|p| cnn::entropy(p)).collect();
+            let scores: Vec<f64> = match (opts.strategy, bald) {
+                (_, Some(info)) => info,
+                (Strategy::Margin, None) => probabilities.iter().map(|p| margin(p)).collect(),
+                _ => entropies.clone(),
+            };
             sink(
                 &labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
                 &entropies,
             )?;
-            for (k, (&label, &entropy)) in labels.iter().zip(&entropies).enumerate() {
+            for (k, ((&label, &entropy), &score)) in
+                labels.iter().zip(&entropies).zip(&scores).enumerate()
+            {
                 let pick = Pick {
                     index: out.predicted + k,
                     label,
                     entropy,
+                    score,
                 };
+                if reserved > 0
+                    && let Some(c) = opts.candidate_classes.iter().position(|&c| c == label)
+                {
+                    keep_top(&mut per_class[c], pick, reserved);
+                }
                 if opts.candidate_classes.contains(&label) {
                     out.candidate_count += 1;
                     if opts.keep_candidates {
@@ -207,14 +247,7 @@ pub fn scan(
                         }
                     }
                 }
-                let full = oracle.len() >= opts.oracle_size;
-                if full && oracle.peek().is_none_or(|top| Worst(pick) > *top) {
-                    continue;
-                }
-                oracle.push(Worst(pick));
-                if oracle.len() > opts.oracle_size {
-                    oracle.pop();
-                }
+                keep_top(&mut oracle, pick, overall);
             }
             out.predicted += labels.len();
             progress.advance(names.len() as u64);
@@ -225,9 +258,53 @@ pub fn scan(
         }
         Ok(())
     })?;
-    out.oracle = oracle.into_sorted_vec().into_iter().map(|w| w.0).collect();
+    let overall: Vec<Pick> = oracle.into_sorted_vec().into_iter().map(|w| w.0).collect();
+    out.oracle = if reserved > 0 {
+        // As selection::balanced_batch: round robin over the classes' most uncertain, then
+        // the most uncertain overall that are not taken yet.
+        let mut queues: Vec<std::collections::VecDeque<Pick>> = per_class
+            .into_iter()
+            .map(|h| h.into_sorted_vec().into_iter().map(|w| w.0).collect())
+            .collect();
+        let mut batch: Vec<Pick> = Vec::with_capacity(opts.oracle_size);
+        while batch.len() < reserved && queues.iter().any(|q| !q.is_empty()) {
+            for q in &mut queues {
+                if batch.len() == reserved {
+                    break;
+                }
+                if let Some(p) = q.pop_front() {
+                    batch.push(p);
+                }
+            }
+        }
+        let taken: HashSet<usize> = batch.iter().map(|p| p.index).collect();
+        let room = opts.oracle_size.saturating_sub(batch.len());
+        batch.extend(
+            overall
+                .into_iter()
+                .filter(|p| !taken.contains(&p.index))
+                .take(room),
+        );
+        batch
+    } else {
+        overall
+    };
     out.sample.sort_by_key(|p| p.index);
     Ok(out)
+}
+
+/// Keeps `pick` in `heap` if it is among the `size` most uncertain so far.
+fn keep_top(heap: &mut BinaryHeap<Worst>, pick: Pick, size: usize) {
+    if size == 0 {
+        return;
+    }
+    if heap.len() >= size && heap.peek().is_none_or(|top| Worst(pick) > *top) {
+        return;
+    }
+    heap.push(Worst(pick));
+    if heap.len() > size {
+        heap.pop();
+    }
 }
 
 fn name_hash(name: &str) -> u64 {
@@ -325,11 +402,25 @@ mod tests {
         assert_eq!(kept.len(), 203 - 3);
         let refs: Vec<&[f64]> = kept.iter().map(|&i| whole.row(i)).collect();
         let expected = predict(&cnn, &refs, 256, &Cancel::new()).unwrap();
-        let oracle = selection::oracle_batch(&expected.entropies, 20);
         let candidates = selection::candidates(&expected.labels, &[1, 2]);
 
         let pool = PoolFile::open(&path).unwrap();
-        for chunk in [7, 203, 1000] {
+        let strategies = [Strategy::Entropy, Strategy::Margin, Strategy::Balanced];
+        for (chunk, strategy) in [7, 203, 1000]
+            .into_iter()
+            .flat_map(|c| strategies.map(|s| (c, s)))
+        {
+            let oracle = crate::science::active::query(
+                strategy,
+                &cnn,
+                &refs,
+                &expected,
+                20,
+                &[1, 2],
+                0,
+                &Cancel::new(),
+            )
+            .unwrap();
             let (mut labels, mut entropies) = (Vec::new(), Vec::new());
             let opts = ScanOptions {
                 batch: 16_384,
@@ -339,6 +430,7 @@ mod tests {
                 keep_candidates: true,
                 sample: 5,
                 seed: 3,
+                strategy,
             };
             let progress = Progress::new();
             let scan = scan(
@@ -360,7 +452,8 @@ mod tests {
             assert_eq!(entropies, expected.entropies, "chunks of {chunk}");
             assert_eq!(
                 scan.oracle.iter().map(|p| p.index).collect::<Vec<_>>(),
-                oracle
+                oracle,
+                "{strategy}, chunks of {chunk}"
             );
             assert_eq!(
                 scan.candidates.iter().map(|p| p.index).collect::<Vec<_>>(),
@@ -396,6 +489,7 @@ mod tests {
             keep_candidates: false,
             sample: 0,
             seed: 0,
+            strategy: Strategy::Bald,
         };
         let pool = PoolFile::open(&path).unwrap();
         let err = scan(

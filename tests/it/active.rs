@@ -776,17 +776,32 @@ fn simulate_al_learns_the_demo_classes() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "iteration,labelled,accuracy,macro_f1,train_s,predict_s"
+        "strategy,seed,iteration,labelled,accuracy,macro_f1,recall_other,precision_other,\
+         recall_single_peak,precision_single_peak,recall_double_peak,precision_double_peak,\
+         train_s,predict_s"
     );
     assert_eq!(lines.len(), 3, "{csv}");
-    let last: Vec<f64> = lines[2].split(',').map(|v| v.parse().unwrap()).collect();
-    assert_eq!((last[0], last[1]), (2.0, 80.0));
+    assert!(lines[2].starts_with("entropy,1,2,80,"), "{csv}");
+    let last: Vec<f64> = lines[2]
+        .split(',')
+        .skip(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
     eprintln!("{table}");
     assert!(
         last[2] >= 0.75 && last[3] >= 0.6,
         "accuracy {} macro-F1 {} after 80 labels:\n{csv}",
         last[2],
         last[3]
+    );
+    // Per-class recall and precision are the held-out split's, between 0 and 1.
+    assert!(last[4..10].iter().all(|v| (0.0..=1.0).contains(v)), "{csv}");
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(summary.contains("recall single peak"), "{summary}");
+    assert_eq!(
+        summary.lines().count(),
+        3,
+        "a header and two budgets: {summary}"
     );
 }
 

@@ -5,7 +5,14 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::job_types::{ConfigError, parse_config};
+use crate::{
+    job_types::{ConfigError, parse_config},
+    science::{
+        active::{Balance, Choices},
+        augment::Augment,
+        selection::Strategy,
+    },
+};
 
 pub const MAX_EPOCHS: u64 = 100_000;
 
@@ -66,6 +73,32 @@ pub struct AlConfig {
     /// mljm's addition: the seed of weights, shuffling, SMOTE and sampling.
     #[serde(default)]
     pub seed: u64,
+    /// mljm's addition: how the oracle batch is chosen (entropy, the original's; margin;
+    /// bald; balanced).
+    #[serde(default)]
+    pub query_strategy: Strategy,
+    /// mljm's addition: smote (the original's), class_weights or none.
+    #[serde(default)]
+    pub balance: Balance,
+    /// mljm's addition: share of each class of the training set held out for early stopping
+    /// (0, the original's: stop on the training loss).
+    #[serde(default)]
+    pub validation_split: f64,
+    /// mljm's addition: augmented copies of the training spectra, e.g.
+    /// `{"copies": 1, "max_kms": 30, "noise": true}` (none, the original's).
+    #[serde(default)]
+    pub augment: Option<Augment>,
+}
+
+impl AlConfig {
+    /// The training choices of [`crate::science::active::fit_with`].
+    pub fn choices(&self) -> Choices {
+        Choices {
+            balance: self.balance,
+            validation_split: self.validation_split,
+            augment: self.augment,
+        }
+    }
 }
 
 pub(super) const PATH_FIELDS: [&str; 5] = [
@@ -123,6 +156,26 @@ impl AlConfig {
                 "min_delta_train",
                 "must be a finite number ≥ 0",
             ));
+        }
+        if !(0.0..0.5).contains(&c.validation_split) {
+            return Err(ConfigError::new(
+                "validation_split",
+                format!("must be from 0 to below 0.5 (got {})", c.validation_split),
+            ));
+        }
+        if let Some(a) = &c.augment {
+            if !(0.0..=1000.0).contains(&a.max_kms) {
+                return Err(ConfigError::new(
+                    "augment.max_kms",
+                    format!("must be from 0 to 1000 km/s (got {})", a.max_kms),
+                ));
+            }
+            if a.copies > 10 {
+                return Err(ConfigError::new(
+                    "augment.copies",
+                    format!("must be from 0 to 10 (got {})", a.copies),
+                ));
+            }
         }
         if c.pool_data_path.trim().is_empty() {
             return Err(ConfigError::new(

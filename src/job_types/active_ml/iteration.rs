@@ -139,11 +139,13 @@ pub(super) fn run_iteration(
         learning_rate: 1e-3,
         seed: cfg.seed,
     };
-    let trained = active::fit(
+    let trained = active::fit_with(
         &rows,
         &labels,
+        &training.wave,
         cfg.classes.len(),
         &opts,
+        &cfg.choices(),
         device,
         &ctx.cancel,
         &ctx.progress,
@@ -167,6 +169,7 @@ pub(super) fn run_iteration(
         keep_candidates: cfg.show_candidates,
         sample: cfg.perf_est_batch_size as usize,
         seed: cfg.seed,
+        strategy: cfg.query_strategy,
     };
     ctx.progress.start_step("predicting", pool.len() as u64);
     let started = std::time::Instant::now();
@@ -280,7 +283,10 @@ pub(super) fn run_iteration(
         "metrics.json",
         &json!({"loss_per_epoch": trained.report.loss_per_epoch, "epochs_run": trained.report.epochs_run, "best_epoch": trained.report.best_epoch,
                 "best_loss": trained.report.best_loss, "stopped_early": trained.report.stopped_early, "train_s": trained.report.seconds,
-                "predict_s": predict_s, "write_s": write_s, "training_spectra": rows.len(), "pool_spectra": scan.predicted,
+                "predict_s": predict_s, "write_s": write_s, "training_spectra": rows.len(),
+                "training_per_class": (0..cfg.classes.len()).map(|c| labels.iter().filter(|&&l| l == c).count()).collect::<Vec<_>>(),
+                "validation_loss_per_epoch": trained.report.val_loss_per_epoch, "query_strategy": cfg.query_strategy,
+                "pool_spectra": scan.predicted,
                 "result_bytes": written}),
     )
 }

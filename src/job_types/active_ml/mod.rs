@@ -60,6 +60,13 @@ impl JobType for ActiveMl {
             FormField::new("epochs_train", Integer, "1000"),
             FormField::new("batch_size_predict", Integer, "16384"),
             FormField::new("seed", Integer, "0"),
+            FormField::new("query_strategy", Text, "entropy")
+                .help("entropy (the original's), margin, bald or balanced"),
+            FormField::new("balance", Text, "smote")
+                .help("smote (the original's), class_weights or none"),
+            FormField::new("validation_split", Number, "0").help(
+                "share of each class held out for early stopping; 0 stops on the training loss",
+            ),
         ]
     }
 
@@ -83,6 +90,10 @@ impl JobType for ActiveMl {
             "batch_size_predict",
             "perf_est_list_path",
             "seed",
+            "query_strategy",
+            "balance",
+            "validation_split",
+            "augment",
         ]
     }
 

@@ -13,7 +13,7 @@ mod adam;
 mod train;
 
 use adam::{Adam, BETA1, BETA2, adam_factors};
-pub use train::{Epoch, TrainOptions, TrainReport, train};
+pub use train::{Epoch, Objective, TrainOptions, TrainReport, train, train_with};
 
 mod cpu;
 
@@ -281,6 +281,76 @@ impl Cnn {
             out.extend(p.to_vec2::<f32>()?);
         }
         Ok(out)
+    }
+
+    /// Monte-Carlo dropout (Gal & Ghahramani 2016): `samples` passes per spectrum with
+    /// dropout on, from `seed`. Returns the probabilities without dropout (what
+    /// [`Cnn::predict`] gives) and BALD's mutual information (the entropy of the samples'
+    /// mean less their mean entropy: high where the samples disagree, not merely where each
+    /// is unsure). On the CPU the convolutions run once and only the dense layers per sample.
+    pub fn predict_mc(
+        &self,
+        rows: &[&[f64]],
+        batch: usize,
+        samples: usize,
+        seed: u64,
+        cancel: &Cancel,
+    ) -> Result<(Vec<Vec<f32>>, Vec<f64>), CnnError> {
+        let (batch, samples) = (batch.max(1), samples.max(1));
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut plain = Vec::with_capacity(rows.len());
+        let mut info = Vec::with_capacity(rows.len());
+        let mut work = if self.device.is_cpu() {
+            let net = cpu::CpuNet::from_cnn(self)?;
+            let work = net.work(batch.min(rows.len()), false);
+            Some((net, work))
+        } else {
+            None
+        };
+        for chunk in rows.chunks(batch) {
+            if cancel.is_cancelled() {
+                return Err(CnnError::Cancelled);
+            }
+            let mut sum = vec![vec![0f64; self.classes]; chunk.len()];
+            let mut entropies = vec![0f64; chunk.len()];
+            let x = match &mut work {
+                Some((net, work)) => {
+                    net.load(work, chunk);
+                    net.features(work, chunk.len());
+                    net.head(work, chunk.len(), None);
+                    plain.extend(net.probabilities(work, chunk.len()));
+                    None
+                }
+                None => {
+                    let x = self.batch_tensor(chunk)?;
+                    let p = candle_nn::ops::softmax_last_dim(&self.forward(&x, None)?)?;
+                    plain.extend(p.to_vec2::<f32>()?);
+                    Some(x)
+                }
+            };
+            for _ in 0..samples {
+                let p = match (&mut work, &x) {
+                    (Some((net, work)), _) => {
+                        net.head(work, chunk.len(), Some(&mut rng));
+                        net.probabilities(work, chunk.len())
+                    }
+                    (None, Some(x)) => {
+                        candle_nn::ops::softmax_last_dim(&self.forward(x, Some(&mut rng))?)?
+                            .to_vec2::<f32>()?
+                    }
+                    (None, None) => unreachable!("a tensor is made when there is no CPU net"),
+                };
+                for ((s, e), p) in sum.iter_mut().zip(&mut entropies).zip(&p) {
+                    s.iter_mut().zip(p).for_each(|(s, &v)| *s += v as f64);
+                    *e += entropy(p);
+                }
+            }
+            for (s, e) in sum.into_iter().zip(entropies) {
+                let m: Vec<f32> = s.iter().map(|v| (v / samples as f64) as f32).collect();
+                info.push((entropy(&m) - e / samples as f64).max(0.0));
+            }
+        }
+        Ok((plain, info))
     }
 
     fn batch_tensor(&self, rows: &[&[f64]]) -> candle_core::Result<Tensor> {

@@ -132,12 +132,19 @@ fn the_candle_engine_agrees_with_the_cpu_engine_step_for_step() {
     let mut cpu = train::Engine::new(&a, &opts).unwrap();
     let mut candle = train::Engine::candle(&b, &opts).unwrap();
     assert!(matches!(cpu, train::Engine::Cpu { .. }));
+    // Half the steps with class weights: both engines weigh the loss the same way. (Mild
+    // weights: Adam turns a gradient near zero into a full step of either sign, so strong
+    // weights let summation order move a few weights apart by a step; the weighted gradients
+    // themselves are held to autograd in cpu::tests.)
+    let class_weights = [1.0f32, 1.3, 0.8];
     for step in 0..8u64 {
         let batch = (step as usize % 2) * 12..(step as usize % 2 + 1) * 12;
+        let weights = (step >= 4).then_some(&class_weights[..]);
         let l1 = cpu
             .step(
                 &refs[batch.clone()],
                 &labels[batch.clone()],
+                weights,
                 &mut StdRng::seed_from_u64(step),
             )
             .unwrap();
@@ -145,6 +152,7 @@ fn the_candle_engine_agrees_with_the_cpu_engine_step_for_step() {
             .step(
                 &refs[batch.clone()],
                 &labels[batch],
+                weights,
                 &mut StdRng::seed_from_u64(step),
             )
             .unwrap();
@@ -174,4 +182,75 @@ fn the_candle_engine_agrees_with_the_cpu_engine_step_for_step() {
     let fresh = Cnn::new(points, classes, &Device::Cpu, 9).unwrap();
     let moved = max_diff(a.params[8].1.as_tensor(), fresh.params[8].1.as_tensor());
     assert!(moved > 1e-3, "training moved the output weights by {moved}");
+}
+
+/// Early stopping on a validation set: the watched loss is the validation set's, and the
+/// weights left in the model are those of its best epoch, not the last.
+#[test]
+fn validation_stopping_restores_the_best_weights() {
+    let points = 48;
+    let wave =
+        |i: usize, p: usize| ((p * (i % 7 + 1)) as f64 / 5.0).sin() + (i as f64 / 13.0).cos();
+    let make = |range: std::ops::Range<usize>| -> Vec<Vec<f64>> {
+        range
+            .map(|i| (0..points).map(|p| wave(i, p)).collect())
+            .collect()
+    };
+    // Labels with little to do with the shapes: the network can only memorise the training
+    // set, so the validation loss turns up after a few epochs.
+    let (train_rows, val_rows) = (make(0..48), make(48..72));
+    let label = |i: usize| (i * 7 + i / 5) % 3;
+    let train_labels: Vec<usize> = (0..48).map(label).collect();
+    let val_labels: Vec<usize> = (48..72).map(label).collect();
+    let refs: Vec<&[f64]> = train_rows.iter().map(|r| r.as_slice()).collect();
+    let vrefs: Vec<&[f64]> = val_rows.iter().map(|r| r.as_slice()).collect();
+    let cnn = Cnn::new(points, 3, &Device::Cpu, 4).unwrap();
+    let opts = TrainOptions {
+        epochs: 60,
+        batch_size: 8,
+        min_delta: 0.0,
+        patience: 4,
+        learning_rate: 2e-3,
+        seed: 2,
+    };
+    let objective = Objective {
+        class_weights: None,
+        validation: Some((&vrefs, &val_labels)),
+    };
+    let report = train_with(
+        &cnn,
+        &refs,
+        &train_labels,
+        &opts,
+        &objective,
+        &Cancel::new(),
+        &Progress::new(),
+        |_| {},
+    )
+    .unwrap();
+    let v = &report.val_loss_per_epoch;
+    assert_eq!(v.len(), report.epochs_run);
+    let (best_at, best) = v
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap();
+    assert_eq!((report.best_epoch, report.best_loss), (best_at + 1, *best));
+    assert!(
+        report.best_epoch < report.epochs_run && v[report.epochs_run - 1] > report.best_loss,
+        "the validation loss should turn up before the end: {report:?}"
+    );
+    // The model holds the best epoch's weights: its validation loss is the best one.
+    let p = cnn.predict(&vrefs, 16, &Cancel::new()).unwrap();
+    let losses: Vec<f64> = p
+        .iter()
+        .zip(&val_labels)
+        .map(|(p, &y)| -(p[y] as f64).ln())
+        .collect();
+    let now = train::class_mean(&losses, &val_labels);
+    assert!(
+        (now - report.best_loss).abs() < 1e-4,
+        "{now} vs {}",
+        report.best_loss
+    );
 }

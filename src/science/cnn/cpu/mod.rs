@@ -196,7 +196,13 @@ impl CpuNet {
 
     /// Forward pass over the first `n` loaded spectra; dropout masks from `rng` when training.
     /// Leaves the logits in `work.logits`.
-    pub(super) fn forward(&self, work: &mut Work, n: usize, mut rng: Option<&mut StdRng>) {
+    pub(super) fn forward(&self, work: &mut Work, n: usize, rng: Option<&mut StdRng>) {
+        self.features(work, n);
+        self.head(work, n, rng);
+    }
+
+    /// The convolutions and pooling of the first `n` loaded spectra (no dropout there).
+    pub(super) fn features(&self, work: &mut Work, n: usize) {
         assert!(n <= work.cap, "batch larger than the work buffers");
         for (i, c) in self.convs.iter().enumerate() {
             let (before, after) = work.act.split_at_mut(CONV_OUT[i]);
@@ -213,6 +219,12 @@ impl CpuNet {
                 pool_forward(c, &before[CONV_OUT[i]], &mut after[0], n);
             }
         }
+    }
+
+    /// The dense layers over the features of the last [`CpuNet::features`]: dropout masks from
+    /// `rng` when given (training, or Monte-Carlo dropout at prediction). Leaves the logits in
+    /// `work.logits`.
+    pub(super) fn head(&self, work: &mut Work, n: usize, mut rng: Option<&mut StdRng>) {
         let flat = &work.act[FLAT][..n * self.flat];
         dense_forward(flat, &self.w[6], &self.b[6], &mut work.dense1, n, self.flat);
         let dense1_dropped = dropout(
@@ -263,9 +275,29 @@ impl CpuNet {
             .collect()
     }
 
+    /// Cross-entropy of each of the last forward pass's spectra against `labels`.
+    pub(super) fn losses(&self, work: &Work, labels: &[usize]) -> Vec<f64> {
+        work.logits[..labels.len() * self.classes]
+            .chunks_exact(self.classes)
+            .zip(labels)
+            .map(|(row, &y)| {
+                let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+                (sum.ln() + max - row[y]) as f64
+            })
+            .collect()
+    }
+
     /// One training step's forward and backward pass over the `labels.len()` loaded spectra:
-    /// returns the mean cross-entropy and leaves the gradients in `work`.
-    pub(super) fn gradients(&self, work: &mut Work, labels: &[usize], rng: &mut StdRng) -> f32 {
+    /// returns the mean cross-entropy (each spectrum's weighted by its class's entry of
+    /// `weights`, as Keras' `class_weight` does) and leaves the gradients in `work`.
+    pub(super) fn gradients(
+        &self,
+        work: &mut Work,
+        labels: &[usize],
+        weights: Option<&[f32]>,
+        rng: &mut StdRng,
+    ) -> f32 {
         let n = labels.len();
         self.forward(work, n, Some(rng));
         let k = self.classes;
@@ -287,12 +319,13 @@ impl CpuNet {
         let d_logits = &mut g.d_logits[..n * k];
         d_logits.copy_from_slice(&logits[..n * k]);
         for (row, &y) in d_logits.chunks_exact_mut(k).zip(labels) {
+            let wy = weights.map_or(1.0, |w| w[y]);
             let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-            loss += (sum.ln() + max - row[y]) as f64;
+            loss += (wy * (sum.ln() + max - row[y])) as f64;
             softmax(row);
             row[y] -= 1.0;
-            row.iter_mut().for_each(|v| *v /= n as f32);
+            row.iter_mut().for_each(|v| *v *= wy / n as f32);
         }
         // Output layer, then the two dense layers through dropout and ReLU.
         let d_logits = &g.d_logits[..n * k];

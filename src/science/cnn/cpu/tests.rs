@@ -35,19 +35,40 @@ fn setup() -> (Cnn, Vec<Vec<f64>>, Vec<usize>) {
 
 #[test]
 fn logits_loss_and_every_gradient_match_candle_autograd() {
+    compare_with_autograd(None);
+}
+
+/// With class weights, the loss is the mean of each spectrum's cross-entropy times its
+/// class's weight (Keras' `class_weight`).
+#[test]
+fn class_weighted_gradients_match_candle_autograd() {
+    compare_with_autograd(Some(&[1.0, 2.5, 0.5]));
+}
+
+fn compare_with_autograd(weights: Option<&[f32]>) {
     let (cnn, rows, labels) = setup();
     let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
     let net = CpuNet::from_cnn(&cnn).unwrap();
     let mut work = net.work(8, true);
     net.load(&mut work, &refs);
-    let loss = net.gradients(&mut work, &labels, &mut StdRng::seed_from_u64(3));
+    let loss = net.gradients(&mut work, &labels, weights, &mut StdRng::seed_from_u64(3));
 
     let x = cnn.batch_tensor(&refs).unwrap();
     let logits = cnn
         .forward(&x, Some(&mut StdRng::seed_from_u64(3)))
         .unwrap();
     let y = Tensor::new(&[0u32, 1, 2, 1, 0], &Device::Cpu).unwrap();
-    let expected = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+    let expected = match weights {
+        None => candle_nn::loss::cross_entropy(&logits, &y).unwrap(),
+        Some(w) => {
+            let w: Vec<f32> = labels.iter().map(|&l| w[l]).collect();
+            let w = Tensor::new(w.as_slice(), &Device::Cpu).unwrap();
+            let picked = candle_nn::ops::log_softmax(&logits, 1)
+                .and_then(|l| l.gather(&y.unsqueeze(1)?, 1)?.squeeze(1))
+                .unwrap();
+            (picked * w).unwrap().neg().unwrap().mean_all().unwrap()
+        }
+    };
     let logits: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
     assert!(
         rel_diff(&work.logits[..15], &logits) < 1e-4,
