@@ -549,6 +549,29 @@ async fn a_labelled_iteration_continues_into_the_next(b: Backend) {
     );
     assert_eq!(chain[1]["iteration"], 1);
     assert_eq!(chain[1]["oracle_size"], 8);
+    // What the iteration trained on, per class, in the chain and on its workspace.
+    let mut counts = [0u64; 3];
+    for name in &trained.filenames {
+        counts[classes.iter().position(|c| *c == truth[name]).unwrap()] += 1;
+    }
+    assert_eq!(chain[1]["training_per_class"], json!(counts));
+    assert_eq!(
+        chain[1]["class_estimates"][0]["class"], "single peak",
+        "{}",
+        chain[1]
+    );
+    let page = app
+        .get(&format!("/jobs/{}", id(&next)))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Labelled set:"), "{page}");
+    let trained_text = counts.map(|c| c.to_string()).join(" · ");
+    assert!(
+        page.contains(&trained_text),
+        "{trained_text} in the chain table"
+    );
 
     // Iteration 1 → 2 without answers (allow_partial): iteration 2 gets the list of earlier
     // estimates that it needs, and a repeated continue is refused.
@@ -849,6 +872,100 @@ fn run_chain(root: &Path) -> Vec<PathBuf> {
         dirs.push(dir);
     }
     dirs
+}
+
+/// The loop's choices in an ACTIVE_ML config (issue 18): a balanced query, class weights,
+/// a validation split and augmentation run, are recorded, and carry into the next
+/// iteration's config; an out-of-range choice is refused naming its field.
+#[test]
+fn an_iteration_runs_with_the_loops_choices_and_passes_them_on() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let pool = root.join("pool/result.h5");
+    std::fs::create_dir_all(pool.parent().unwrap()).unwrap();
+    std::fs::copy(fixtures().join("preprocessing/expected_result.h5"), &pool).unwrap();
+    let mut config: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("active_ml/al_config_original.json")).unwrap(),
+    )
+    .unwrap();
+    config["pool_data_path"] = json!(pool);
+    config["oracle_batch_size"] = json!(9);
+    config["epochs_train"] = json!(3);
+    config["query_strategy"] = json!("balanced");
+    config["balance"] = json!("class_weights");
+    config["validation_split"] = json!(0.3);
+    config["augment"] = json!({"copies": 1, "max_kms": 20});
+    let (cfg, it0, it1) = (root.join("al0.json"), root.join("it0"), root.join("it1"));
+    std::fs::write(&cfg, config.to_string()).unwrap();
+    let (code, err) = mljm_run("ACTIVE_ML", &cfg, &it0);
+    assert_eq!(code, 0, "{err}");
+    answer_oracle(&it0);
+    let next: Value =
+        serde_json::from_slice(&std::fs::read(it0.join("new_config.json")).unwrap()).unwrap();
+    for key in ["query_strategy", "balance", "validation_split"] {
+        assert_eq!(
+            next[key], config[key],
+            "{key} carries into the next iteration"
+        );
+    }
+    // With its defaults written out.
+    assert_eq!(
+        next["augment"],
+        json!({"copies": 1, "max_kms": 20.0, "noise": true})
+    );
+    let cfg1 = root.join("al1.json");
+    std::fs::write(&cfg1, next.to_string()).unwrap();
+    let (code, err) = mljm_run("ACTIVE_ML", &cfg1, &it1);
+    assert_eq!(code, 0, "{err}");
+    let log = std::fs::read_to_string(it1.join("log.txt")).unwrap_or(err);
+    for said in [
+        "held out for early stopping",
+        "augmented copies",
+        "class weights",
+    ] {
+        assert!(log.contains(said), "the log says {said:?}: {log}");
+    }
+    let metrics: Value =
+        serde_json::from_slice(&std::fs::read(it1.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["query_strategy"], "balanced");
+    let per_class: Vec<u64> =
+        serde_json::from_value(metrics["training_per_class"].clone()).unwrap();
+    assert_eq!(
+        per_class,
+        vec![3, 3, 3],
+        "answer_oracle labels i % 3: {metrics}"
+    );
+    assert_eq!(
+        metrics["validation_loss_per_epoch"]
+            .as_array()
+            .unwrap()
+            .len() as u64,
+        metrics["epochs_run"].as_u64().unwrap()
+    );
+    // The oracle batch is still the configured size.
+    let proposed: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(it1.join("labellings.json")).unwrap()).unwrap();
+    assert_eq!(
+        proposed
+            .iter()
+            .filter(|l| l["spectrum_set"] == "ORACLE")
+            .count(),
+        9
+    );
+
+    for (key, value, field) in [
+        ("validation_split", json!(0.7), "validation_split"),
+        ("augment", json!({"max_kms": 5000}), "augment.max_kms"),
+        ("query_strategy", json!("random"), "query_strategy"),
+    ] {
+        let mut bad = config.clone();
+        bad[key] = value;
+        let cfg = root.join("bad.json");
+        std::fs::write(&cfg, bad.to_string()).unwrap();
+        let (code, err) = mljm_run("ACTIVE_ML", &cfg, &root.join("bad"));
+        assert_ne!(code, 0, "{key} refused");
+        assert!(err.contains(field), "{key}: the error names {field}: {err}");
+    }
 }
 
 /// Every result of a chain links to its pool rather than copying it, and reads back (through
