@@ -849,14 +849,7 @@ fn answer_oracle(dir: &Path) {
 /// result copied to `root/pool/result.h5`, each later one reading the previous `result.h5`
 /// as its pool; returns their folders.
 fn run_chain(root: &Path) -> Vec<PathBuf> {
-    let pool = root.join("pool/result.h5");
-    std::fs::create_dir_all(pool.parent().unwrap()).unwrap();
-    std::fs::copy(fixtures().join("preprocessing/expected_result.h5"), &pool).unwrap();
-    let mut config: Value = serde_json::from_slice(
-        &std::fs::read(fixtures().join("active_ml/al_config_original.json")).unwrap(),
-    )
-    .unwrap();
-    config["pool_data_path"] = json!(pool);
+    let mut config = original_config_on_a_pool(root);
     config["oracle_batch_size"] = json!(4);
     let mut dirs = Vec::new();
     for k in 0..3 {
@@ -874,13 +867,9 @@ fn run_chain(root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// The loop's choices in an ACTIVE_ML config (issue 18): a balanced query, class weights,
-/// a validation split and augmentation run, are recorded, and carry into the next
-/// iteration's config; an out-of-range choice is refused naming its field.
-#[test]
-fn an_iteration_runs_with_the_loops_choices_and_passes_them_on() {
-    let root = tempfile::tempdir().unwrap();
-    let root = root.path();
+/// The original's iteration-0 config with its pool the golden preprocessing result, copied
+/// to `root/pool/result.h5`.
+fn original_config_on_a_pool(root: &Path) -> Value {
     let pool = root.join("pool/result.h5");
     std::fs::create_dir_all(pool.parent().unwrap()).unwrap();
     std::fs::copy(fixtures().join("preprocessing/expected_result.h5"), &pool).unwrap();
@@ -889,6 +878,17 @@ fn an_iteration_runs_with_the_loops_choices_and_passes_them_on() {
     )
     .unwrap();
     config["pool_data_path"] = json!(pool);
+    config
+}
+
+/// The loop's choices in an ACTIVE_ML config (issue 18): a balanced query, class weights,
+/// a validation split and augmentation run, are recorded, and carry into the next
+/// iteration's config; an out-of-range choice is refused naming its field.
+#[test]
+fn an_iteration_runs_with_the_loops_choices_and_passes_them_on() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let mut config = original_config_on_a_pool(root);
     config["oracle_batch_size"] = json!(9);
     config["epochs_train"] = json!(3);
     config["query_strategy"] = json!("balanced");
