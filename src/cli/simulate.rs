@@ -14,6 +14,7 @@ use crate::science::{
     active::{self, Balance, Choices},
     augment::Augment,
     cnn::{self, TrainOptions},
+    features::Features,
     h5::{SpectraSet, read_spectra},
     selection::Strategy,
 };
@@ -77,6 +78,9 @@ pub struct SimulateArgs {
     /// Largest radial-velocity shift of --augment, km/s.
     #[arg(long, default_value_t = 30.0)]
     pub augment_kms: f64,
+    /// What the CNN sees: scaled (the pool's flux, the original's) or lines.
+    #[arg(long, default_value = "scaled")]
+    pub features: Features,
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -190,6 +194,7 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
             max_kms: args.augment_kms,
             ..Augment::default()
         }),
+        features: args.features,
     };
     let device = cnn::device(&args.device)?;
     std::fs::create_dir_all(&args.out)?;

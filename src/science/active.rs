@@ -10,6 +10,7 @@ use super::{
     Cancel, Progress,
     augment::{Augment, augment},
     cnn::{self, Cnn, CnnError, Objective, TrainOptions, TrainReport},
+    features::Features,
     selection::{self, RARE_SHARE, Strategy},
     smote::smote,
 };
@@ -48,6 +49,8 @@ pub struct Choices {
     /// training loss, as the original does).
     pub validation_split: f64,
     pub augment: Option<Augment>,
+    /// What the CNN sees of a row.
+    pub features: Features,
 }
 
 /// Monte-Carlo dropout samples per spectrum for [`Strategy::Bald`].
@@ -216,7 +219,7 @@ pub fn fit_with(
         opts.batch_size,
         opts.epochs
     ));
-    let cnn = Cnn::new(points, classes, device, opts.seed)?;
+    let cnn = Cnn::new(points, classes, device, opts.seed)?.with_features(choices.features);
     let refs: Vec<&[f64]> = train_rows.iter().map(Vec::as_slice).collect();
     let objective = Objective {
         class_weights: weights.as_deref(),
@@ -444,6 +447,7 @@ mod tests {
             balance: Balance::ClassWeights,
             validation_split: 0.2,
             augment: Some(Augment::default()),
+            features: Features::Lines,
         };
         let run = |seed: u64| {
             let opts = TrainOptions {

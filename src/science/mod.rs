@@ -6,6 +6,7 @@ pub mod augment;
 pub mod classify;
 pub mod cnn;
 pub mod demo;
+pub mod features;
 pub mod fits;
 pub mod h5;
 pub mod lamost;

@@ -895,6 +895,7 @@ fn an_iteration_runs_with_the_loops_choices_and_passes_them_on() {
     config["balance"] = json!("class_weights");
     config["validation_split"] = json!(0.3);
     config["augment"] = json!({"copies": 1, "max_kms": 20});
+    config["features"] = json!("lines");
     let (cfg, it0, it1) = (root.join("al0.json"), root.join("it0"), root.join("it1"));
     std::fs::write(&cfg, config.to_string()).unwrap();
     let (code, err) = mljm_run("ACTIVE_ML", &cfg, &it0);
@@ -902,7 +903,7 @@ fn an_iteration_runs_with_the_loops_choices_and_passes_them_on() {
     answer_oracle(&it0);
     let next: Value =
         serde_json::from_slice(&std::fs::read(it0.join("new_config.json")).unwrap()).unwrap();
-    for key in ["query_strategy", "balance", "validation_split"] {
+    for key in ["query_strategy", "balance", "validation_split", "features"] {
         assert_eq!(
             next[key], config[key],
             "{key} carries into the next iteration"
@@ -928,6 +929,7 @@ fn an_iteration_runs_with_the_loops_choices_and_passes_them_on() {
     let metrics: Value =
         serde_json::from_slice(&std::fs::read(it1.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["query_strategy"], "balanced");
+    assert_eq!(metrics["features"], "lines");
     let per_class: Vec<u64> =
         serde_json::from_value(metrics["training_per_class"].clone()).unwrap();
     assert_eq!(

@@ -10,6 +10,7 @@ use crate::{
     science::{
         active::{Balance, Choices},
         augment::Augment,
+        features::Features,
         selection::Strategy,
     },
 };
@@ -88,6 +89,10 @@ pub struct AlConfig {
     /// `{"copies": 1, "max_kms": 30, "noise": true}` (none, the original's).
     #[serde(default)]
     pub augment: Option<Augment>,
+    /// mljm's addition: what the CNN sees of a spectrum: `scaled` (the pool's scaled flux,
+    /// the original's) or `lines` (continuum-subtracted, in units of its noise).
+    #[serde(default)]
+    pub features: Features,
 }
 
 impl AlConfig {
@@ -97,6 +102,7 @@ impl AlConfig {
             balance: self.balance,
             validation_split: self.validation_split,
             augment: self.augment,
+            features: self.features,
         }
     }
 }

@@ -285,7 +285,7 @@ pub(super) fn run_iteration(
                 "best_loss": trained.report.best_loss, "stopped_early": trained.report.stopped_early, "train_s": trained.report.seconds,
                 "predict_s": predict_s, "write_s": write_s, "training_spectra": rows.len(),
                 "training_per_class": (0..cfg.classes.len()).map(|c| labels.iter().filter(|&&l| l == c).count()).collect::<Vec<_>>(),
-                "validation_loss_per_epoch": trained.report.val_loss_per_epoch, "query_strategy": cfg.query_strategy,
+                "validation_loss_per_epoch": trained.report.val_loss_per_epoch, "query_strategy": cfg.query_strategy, "features": cfg.features,
                 "pool_spectra": scan.predicted,
                 "result_bytes": written}),
     )
@@ -301,6 +301,7 @@ fn model_card(cfg: &AlConfig, wave: &[f64], training: usize, report: &TrainRepor
         wave_count: wave.len(),
         training_size: training,
         iteration: cfg.iteration as i64,
+        features: cfg.features,
         metrics: json!({"best_loss": report.best_loss, "best_epoch": report.best_epoch,
                         "epochs_run": report.epochs_run, "stopped_early": report.stopped_early,
                         "train_s": report.seconds}),

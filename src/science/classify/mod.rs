@@ -27,6 +27,7 @@ use super::{
     Cancel, Progress,
     active::{self, Predictions},
     cnn::{Cnn, CnnError},
+    features::Features,
     fits::{self, Metadata},
     names::NameLog,
     pool::{PoolFile, chunk_rows, refuse_non_finite},
@@ -58,6 +59,9 @@ pub struct Card {
     pub training_size: usize,
     #[serde(default)]
     pub iteration: i64,
+    /// What the network sees of a row (scaled, the original's, or lines).
+    #[serde(default)]
+    pub features: Features,
     /// Final loss, epochs, times (the iteration's `metrics.json`).
     #[serde(default)]
     pub metrics: serde_json::Value,
@@ -137,6 +141,7 @@ impl Card {
             wave_count: pool.wave.len(),
             training_size: pool.len(),
             iteration: cfg["iteration"].as_i64().map_or(0, |i| i - 1),
+            features: serde_json::from_value(cfg["features"].clone()).unwrap_or_default(),
             metrics: serde_json::Value::Null,
         })
     }
@@ -170,7 +175,8 @@ impl Model {
             bail!("{}: the model names fewer than 2 classes", dir.display());
         }
         let cnn = Cnn::load(&weights, card.wave_count, card.classes.len(), device)
-            .map_err(|e| anyhow!("cannot load {}: {e}", weights.display()))?;
+            .map_err(|e| anyhow!("cannot load {}: {e}", weights.display()))?
+            .with_features(card.features);
         Ok(Model { cnn, card })
     }
 

@@ -3,6 +3,10 @@ use crate::science::demo;
 
 /// A model with random weights on the H-alpha grid, saved as an iteration would.
 fn random_model(dir: &Path) -> Model {
+    random_model_seeing(dir, Features::default())
+}
+
+fn random_model_seeing(dir: &Path, features: Features) -> Model {
     let card = Card {
         classes: demo::CLASSES.iter().map(|c| c.to_string()).collect(),
         candidate_classes: vec!["single peak".into(), "double peak".into()],
@@ -11,12 +15,43 @@ fn random_model(dir: &Path) -> Model {
         wave_count: 140,
         training_size: 0,
         iteration: 1,
+        features,
         metrics: serde_json::Value::Null,
     };
     let cnn = Cnn::new(140, 3, &Device::Cpu, 3).unwrap();
     cnn.save(&dir.join(WEIGHTS)).unwrap();
     card.write(dir).unwrap();
     Model::load(dir, &Device::Cpu).unwrap()
+}
+
+/// A model trained on lines carries that in its card: loaded alone (as CLASSIFY and online
+/// inference load it) it predicts what the same weights predict on the transformed rows.
+#[test]
+fn a_model_card_carries_what_the_network_sees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = random_model_seeing(tmp.path(), Features::Lines);
+    assert_eq!(model.card.features, Features::Lines);
+    assert_eq!(model.cnn.features(), Features::Lines);
+    let card: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("model.json")).unwrap()).unwrap();
+    assert_eq!(card["features"], "lines");
+    let rows: Vec<Vec<f64>> = (0..5)
+        .map(|k| {
+            (0..140)
+                .map(|i| ((i * (k + 3)) as f64 * 0.07).sin() + if i == 70 { 3.0 } else { 0.0 })
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[f64]> = rows.iter().map(Vec::as_slice).collect();
+    let seen = model.cnn.predict(&refs, 4, &Cancel::new()).unwrap();
+    let plain = Cnn::load(&tmp.path().join(WEIGHTS), 140, 3, &Device::Cpu).unwrap();
+    let mut lines = rows.clone();
+    lines
+        .iter_mut()
+        .for_each(|r| crate::science::features::lines(r));
+    let lrefs: Vec<&[f64]> = lines.iter().map(Vec::as_slice).collect();
+    assert_eq!(seen, plain.predict(&lrefs, 4, &Cancel::new()).unwrap());
+    assert_ne!(seen, plain.predict(&refs, 4, &Cancel::new()).unwrap());
 }
 
 fn options(input: Input) -> Options<'static> {

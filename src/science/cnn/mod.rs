@@ -23,7 +23,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rand_distr::{Distribution, Uniform};
 
-use super::{Cancel, Progress};
+use super::{Cancel, Progress, features::Features};
 
 const CONV_CHANNELS: [usize; 6] = [64, 64, 128, 128, 256, 256];
 const DENSE: usize = 512;
@@ -81,6 +81,21 @@ fn conv_lengths(points: usize) -> Vec<usize> {
     out
 }
 
+/// Rows ready for the network (see [`Cnn::prepare`]).
+pub enum Prepared<'a> {
+    Borrowed(Vec<&'a [f64]>),
+    Owned(Vec<Vec<f64>>),
+}
+
+impl Prepared<'_> {
+    pub fn rows(&self) -> Vec<&[f64]> {
+        match self {
+            Prepared::Borrowed(r) => r.clone(),
+            Prepared::Owned(r) => r.iter().map(Vec::as_slice).collect(),
+        }
+    }
+}
+
 pub struct Cnn {
     device: Device,
     points: usize,
@@ -89,6 +104,8 @@ pub struct Cnn {
     params: Vec<(String, Var, Var)>,
     /// im2col row indices of each conv layer: t, t+1, t+2 for every output position t.
     im2col: Vec<Tensor>,
+    /// What the network sees of a pool row ([`Features::apply`], in training and prediction).
+    features: Features,
 }
 
 impl Cnn {
@@ -142,7 +159,34 @@ impl Cnn {
             classes,
             params,
             im2col,
+            features: Features::Scaled,
         })
+    }
+
+    /// This network seeing its rows as `input` (saved in the model card, not the weights).
+    pub fn with_features(mut self, features: Features) -> Cnn {
+        self.features = features;
+        self
+    }
+
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    /// `rows` as the network sees them: borrowed as they are, or transformed copies.
+    pub fn prepare<'a>(&self, rows: &[&'a [f64]]) -> Prepared<'a> {
+        match self.features {
+            Features::Scaled => Prepared::Borrowed(rows.to_vec()),
+            features => Prepared::Owned(
+                rows.iter()
+                    .map(|r| {
+                        let mut v = r.to_vec();
+                        features.apply(&mut v);
+                        v
+                    })
+                    .collect(),
+            ),
+        }
     }
 
     pub fn points(&self) -> usize {
@@ -266,6 +310,8 @@ impl Cnn {
                 if cancel.is_cancelled() {
                     return Err(CnnError::Cancelled);
                 }
+                let prepared = self.prepare(chunk);
+                let chunk = &prepared.rows()[..];
                 net.load(&mut work, chunk);
                 net.forward(&mut work, chunk.len(), None);
                 out.extend(net.probabilities(&work, chunk.len()));
@@ -276,7 +322,8 @@ impl Cnn {
             if cancel.is_cancelled() {
                 return Err(CnnError::Cancelled);
             }
-            let x = self.batch_tensor(chunk)?;
+            let prepared = self.prepare(chunk);
+            let x = self.batch_tensor(&prepared.rows())?;
             let p = candle_nn::ops::softmax_last_dim(&self.forward(&x, None)?)?;
             out.extend(p.to_vec2::<f32>()?);
         }
@@ -311,6 +358,8 @@ impl Cnn {
             if cancel.is_cancelled() {
                 return Err(CnnError::Cancelled);
             }
+            let prepared = self.prepare(chunk);
+            let chunk = &prepared.rows()[..];
             let mut sum = vec![vec![0f64; self.classes]; chunk.len()];
             let mut entropies = vec![0f64; chunk.len()];
             let x = match &mut work {

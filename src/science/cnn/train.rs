@@ -85,6 +85,15 @@ pub fn train_with(
     if rows.is_empty() {
         return Err(CnnError::NoData);
     }
+    // The rows (and the validation rows) as the network sees them, once.
+    let prepared = cnn.prepare(rows);
+    let rows = &prepared.rows()[..];
+    let prepared_val = objective.validation.map(|(v, l)| (cnn.prepare(v), l));
+    let val_rows = prepared_val.as_ref().map(|(v, l)| (v.rows(), *l));
+    let objective = &Objective {
+        class_weights: objective.class_weights,
+        validation: val_rows.as_ref().map(|(v, l)| (&v[..], *l)),
+    };
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut engine = Engine::new(cnn, opts)?;
