@@ -150,13 +150,9 @@ pub async fn run(args: DemoArgs, config_file: Option<&Path>) -> anyhow::Result<(
         .collect();
     let d = config.data_dir.display();
     println!(
-        "wrote {n} spectra under {} ({}), seed {seed}, {} rarity",
+        "wrote {n} spectra under {} ({}), seed {seed}, {rarity} rarity",
         spectra.display(),
         counts.join(", "),
-        match rarity {
-            demo::Rarity::Easy => "easy",
-            demo::Rarity::Survey => "survey",
-        }
     );
     println!(
         "labels: {d}/files/labels.csv; job configs: {d}/files/prep_config.json, {d}/files/al_config.json"

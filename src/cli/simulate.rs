@@ -248,7 +248,21 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
         }
         all.push((strategy, curves));
     }
-    let summary = summarise(&all, classes, &rare);
+    // What was compared, so that summaries of different runs can be told apart.
+    let summary = format!(
+        "# features {}, balance {}, validation_split {}, augment {}, patience {}, oracle batch {}, first seed {}\n{}",
+        choices.features,
+        choices.balance,
+        choices.validation_split,
+        choices.augment.map_or("none".into(), |a| format!(
+            "±{} km/s × {}",
+            a.max_kms, a.copies
+        )),
+        args.patience,
+        args.oracle_batch,
+        args.seed,
+        summarise(&all, classes, &rare)
+    );
     print!("\n{summary}");
     std::fs::write(args.out.join("summary.txt"), &summary)?;
     eprintln!(

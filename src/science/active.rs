@@ -28,17 +28,7 @@ pub enum Balance {
     None,
 }
 
-impl std::str::FromStr for Balance {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Balance, String> {
-        match s {
-            "smote" => Ok(Balance::Smote),
-            "class_weights" => Ok(Balance::ClassWeights),
-            "none" => Ok(Balance::None),
-            other => Err(format!("{other:?}: expected smote, class_weights or none")),
-        }
-    }
-}
+named_choices!(Balance, "smote, class_weights or none");
 
 /// The loop's choices of training beyond [`TrainOptions`]; the default is the original's
 /// (SMOTE, early stopping on the training loss, no augmentation).

@@ -46,16 +46,7 @@ impl Rarity {
     }
 }
 
-impl std::str::FromStr for Rarity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Rarity, String> {
-        match s {
-            "easy" => Ok(Rarity::Easy),
-            "survey" => Ok(Rarity::Survey),
-            other => Err(format!("{other:?}: expected \"easy\" or \"survey\"")),
-        }
-    }
-}
+named_choices!(Rarity, "easy or survey");
 
 /// The survey's nuisances for one spectrum (only at [`Rarity::Survey`]).
 struct Nuisance {

@@ -18,25 +18,7 @@ pub enum Features {
     Lines,
 }
 
-impl std::str::FromStr for Features {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Features, String> {
-        match s {
-            "scaled" => Ok(Features::Scaled),
-            "lines" => Ok(Features::Lines),
-            other => Err(format!("{other:?}: expected scaled or lines")),
-        }
-    }
-}
-
-impl std::fmt::Display for Features {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Features::Scaled => "scaled",
-            Features::Lines => "lines",
-        })
-    }
-}
+named_choices!(Features, "scaled or lines");
 
 /// Half-width of the running median, in points: wide against a line, narrow against the
 /// continuum's bends (at a survey grid's 3 Å a point, 16 points either side is ±48 Å).

@@ -1,6 +1,30 @@
 //! Science code: plain data in, plain data out, no web or database types. Long work takes a
 //! [`Cancel`] flag and reports to a [`Progress`], which the worker and `mljm run` both read.
 
+/// `FromStr` and `Display` for an enum of unit variants by their serde names (the names a
+/// config file uses), so that a flag and a config key spell a choice the same way; a wrong
+/// name is refused with the `expected` list.
+macro_rules! named_choices {
+    ($t:ty, $expected:literal) => {
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$t, String> {
+                serde_json::from_value(serde_json::Value::String(s.to_string()))
+                    .map_err(|_| format!("{s:?}: expected {}", $expected))
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match serde_json::to_value(self) {
+                    Ok(serde_json::Value::String(s)) => f.pad(&s),
+                    _ => Err(std::fmt::Error),
+                }
+            }
+        }
+    };
+}
+
 pub mod active;
 pub mod augment;
 pub mod classify;
@@ -105,6 +129,27 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A choice is spelt the same by a flag, a config key and what mljm prints.
+    #[test]
+    fn choices_parse_and_print_by_their_config_names() {
+        use {active::Balance, demo::Rarity, features::Features, selection::Strategy};
+        assert_eq!(
+            "class_weights".parse::<Balance>(),
+            Ok(Balance::ClassWeights)
+        );
+        assert_eq!("balanced".parse::<Strategy>(), Ok(Strategy::Balanced));
+        assert_eq!("survey".parse::<Rarity>(), Ok(Rarity::Survey));
+        assert_eq!("lines".parse::<Features>(), Ok(Features::Lines));
+        assert_eq!(Balance::ClassWeights.to_string(), "class_weights");
+        assert_eq!(format!("{:>9}|", Strategy::Bald), "     bald|");
+        assert_eq!(
+            "Lines".parse::<Features>(),
+            Err("\"Lines\": expected scaled or lines".to_string())
+        );
+        let json: Features = serde_json::from_str("\"lines\"").unwrap();
+        assert_eq!(json.to_string(), "lines");
+    }
 
     #[test]
     fn a_clone_sees_the_cancellation() {

@@ -21,31 +21,7 @@ pub enum Strategy {
     Balanced,
 }
 
-impl std::str::FromStr for Strategy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Strategy, String> {
-        match s {
-            "entropy" => Ok(Strategy::Entropy),
-            "margin" => Ok(Strategy::Margin),
-            "bald" => Ok(Strategy::Bald),
-            "balanced" => Ok(Strategy::Balanced),
-            other => Err(format!(
-                "{other:?}: expected entropy, margin, bald or balanced"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Strategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Strategy::Entropy => "entropy",
-            Strategy::Margin => "margin",
-            Strategy::Bald => "bald",
-            Strategy::Balanced => "balanced",
-        })
-    }
-}
+named_choices!(Strategy, "entropy, margin, bald or balanced");
 
 /// Share of a [`Strategy::Balanced`] batch reserved for the rare classes.
 pub const RARE_SHARE: f64 = 0.5;

@@ -821,10 +821,16 @@ fn simulate_al_learns_the_demo_classes() {
     assert!(last[4..10].iter().all(|v| (0.0..=1.0).contains(v)), "{csv}");
     let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
     assert!(summary.contains("recall single peak"), "{summary}");
+    assert!(
+        summary.starts_with(
+            "# features scaled, balance smote, validation_split 0, augment none, patience 10,"
+        ),
+        "the summary names what it compared: {summary}"
+    );
     assert_eq!(
         summary.lines().count(),
-        3,
-        "a header and two budgets: {summary}"
+        4,
+        "what was compared, a header and two budgets: {summary}"
     );
 }
 
