@@ -126,9 +126,11 @@ impl SpectraWriter {
         self.handles()?.file.flush()?;
         // Every handle must go first: a second open of a file still open shares its state.
         self.open = None;
-        let file = File::with_options()
-            .with_fapl(|p| p.mdc_config(&small_cache()))
-            .open_rw(&self.path)?;
+        let file = retry_locked(|| {
+            File::with_options()
+                .with_fapl(|p| p.mdc_config(&small_cache()))
+                .open_rw(&self.path)
+        })?;
         self.open = Some(Handles {
             filenames: file.dataset("filenames")?,
             fluxes: file.dataset("fluxes")?,
@@ -221,6 +223,26 @@ pub struct SpectraSet {
 }
 
 /// Writes a whole set (and its labels, when it has them) as the original does.
+/// `open` again while HDF5 answers "unable to lock file", for up to five seconds. A file
+/// closed and at once reopened can still be locked for a moment: a child forked elsewhere
+/// in the process while it was open holds its descriptor (and so its `flock`) until the
+/// child's exec closes it (`crate::child::no_inherit` marks it close-on-exec, but a busy
+/// machine can stretch fork-to-exec to milliseconds).
+pub fn retry_locked<T>(mut open: impl FnMut() -> hdf5::Result<T>) -> hdf5::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match open() {
+            Err(e)
+                if e.to_string().contains("unable to lock file")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other,
+        }
+    }
+}
+
 pub fn write_spectra(path: &Path, set: &SpectraSet) -> hdf5::Result<SpectraWriter> {
     let mut w = SpectraWriter::create(path, &set.wave)?;
     for (name, row) in set.filenames.iter().zip(set.fluxes.rows()) {
@@ -310,6 +332,32 @@ pub fn read_head(path: &Path, n: usize) -> hdf5::Result<(usize, SpectraSet)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file whose lock another descriptor holds for a moment opens once it is let go; an
+    /// error other than a lock is not retried.
+    #[test]
+    fn an_open_waits_out_a_lock_held_for_a_moment() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.h5");
+        drop(File::create(&path).unwrap());
+        let holder = std::fs::File::open(&path).unwrap();
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let err = File::open_rw(&path).err().expect("locked").to_string();
+        assert!(err.contains("unable to lock file"), "{err}");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(holder);
+        });
+        let started = std::time::Instant::now();
+        assert!(retry_locked(|| File::open_rw(&path)).is_ok());
+        assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+        release.join().unwrap();
+        let started = std::time::Instant::now();
+        assert!(retry_locked(|| File::open(dir.path().join("absent.h5"))).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
 
     #[test]
     fn spectra_written_in_chunks_read_back_whole() {

@@ -11,7 +11,7 @@ use std::{
 use hdf5::{Dataset, File, types::VarLenUnicode};
 use ndarray::{Array2, ArrayView2, s};
 
-use crate::science::h5::{REOPEN_ROWS, small_cache};
+use crate::science::h5::{REOPEN_ROWS, retry_locked, small_cache};
 
 const BLOCK: usize = 4096;
 
@@ -153,9 +153,11 @@ impl PredictionsWriter {
         if self.rows_since_open >= REOPEN_ROWS {
             self.handles()?.file.flush()?;
             self.open = None;
-            let file = File::with_options()
-                .with_fapl(|p| p.mdc_config(&small_cache()))
-                .open_rw(&self.path)?;
+            let file = retry_locked(|| {
+                File::with_options()
+                    .with_fapl(|p| p.mdc_config(&small_cache()))
+                    .open_rw(&self.path)
+            })?;
             self.open = Some(Handles::open(file)?);
             self.rows_since_open = 0;
         }
@@ -179,7 +181,7 @@ impl PredictionsWriter {
         let old = self.path.with_extension("old");
         std::fs::rename(&self.path, &old).map_err(|e| hdf5::Error::from(e.to_string()))?;
         let mut out = PredictionsWriter::create(&self.path, class_names)?;
-        let h = Handles::open(File::open(&old)?)?;
+        let h = Handles::open(retry_locked(|| File::open(&old))?)?;
         let mut skip = removed.iter().map(|&r| r as usize).peekable();
         for start in (0..total).step_by(BLOCK) {
             let end = (start + BLOCK).min(total);
