@@ -344,7 +344,7 @@ mod tests {
         let holder = std::fs::File::open(&path).unwrap();
         // SAFETY: flock on a descriptor this test owns.
         assert_eq!(unsafe { libc::flock(holder.as_raw_fd(), libc::LOCK_EX) }, 0);
-        let err = File::open_rw(&path).err().expect("locked").to_string();
+        let err = File::open_rw(&path).expect_err("locked").to_string();
         assert!(err.contains("unable to lock file"), "{err}");
         let release = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(200));
