@@ -2,8 +2,9 @@
 //! (the original's format), where a cosmic ray or a steep continuum squeezes a weak
 //! emission line into a few thousandths of the range. [`Features::Lines`] shows the CNN the
 //! spectrum's lines instead: the flux less a running median (the pseudo-continuum), in units
-//! of the spectrum's own robust noise, compressed beyond a few units (asinh). Both are invariant to the pool's per-spectrum
-//! scaling, so the same transform serves training, prediction and a catalogue.
+//! of the spectrum's own robust noise, compressed beyond a few units (asinh). Both are
+//! invariant to the pool's per-spectrum scaling, so the same transform serves training,
+//! prediction and a catalogue.
 
 use serde::{Deserialize, Serialize};
 

@@ -222,11 +222,10 @@ pub struct SpectraSet {
     pub labels: Option<Vec<i64>>,
 }
 
-/// Writes a whole set (and its labels, when it has them) as the original does.
 /// `open` again while HDF5 answers "unable to lock file", for up to five seconds. A file
 /// closed and at once reopened can still be locked for a moment: a child forked elsewhere
 /// in the process while it was open holds its descriptor (and so its `flock`) until the
-/// child's exec closes it (`crate::child::no_inherit` marks it close-on-exec, but a busy
+/// child's exec closes it (mljm marks its children's descriptors close-on-exec, but a busy
 /// machine can stretch fork-to-exec to milliseconds).
 pub fn retry_locked<T>(mut open: impl FnMut() -> hdf5::Result<T>) -> hdf5::Result<T> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -243,6 +242,7 @@ pub fn retry_locked<T>(mut open: impl FnMut() -> hdf5::Result<T>) -> hdf5::Resul
     }
 }
 
+/// Writes a whole set (and its labels, when it has them) as the original does.
 pub fn write_spectra(path: &Path, set: &SpectraSet) -> hdf5::Result<SpectraWriter> {
     let mut w = SpectraWriter::create(path, &set.wave)?;
     for (name, row) in set.filenames.iter().zip(set.fluxes.rows()) {

@@ -163,7 +163,7 @@ impl Cnn {
         })
     }
 
-    /// This network seeing its rows as `input` (saved in the model card, not the weights).
+    /// This network seeing its rows as `features` (saved in the model card, not the weights).
     pub fn with_features(mut self, features: Features) -> Cnn {
         self.features = features;
         self
